@@ -1,0 +1,79 @@
+"""The domain types that flow through the data path.
+
+source files -> Document -> packs -> calls (CallRecord) -> validated items (ItemResult) -> store
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def content_hash(text: str) -> str:
+    """Hash of a document's text, the unit of change detection.
+
+    NFC-normalised so that an editor re-saving the same letters in another Unicode form
+    (common with Arabic diacritics) is not a "correction".
+    """
+    return hashlib.sha256(unicodedata.normalize("NFC", text).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    corpus: str
+    doc_id: str
+    text: str
+    content_hash: str
+    source: str = ""  # where it came from, e.g. "documents.jsonl:12"
+
+    @classmethod
+    def make(cls, corpus: str, doc_id: str, text: str, source: str = "") -> Document:
+        return cls(corpus, doc_id, text, content_hash(text), source)
+
+
+ItemStatus = Literal["ok", "failed"]
+
+
+@dataclass(slots=True)
+class ItemResult:
+    """The final outcome for one document in one run: validated fields, or a failure reason."""
+
+    doc_id: str
+    content_hash: str
+    status: ItemStatus
+    fields: dict[str, Any] | None = None
+    error: str | None = None
+    raw_answer: str | None = None
+    attempts: int = 1
+    # The item's share of the call that produced its final answer.
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """Accounting for one request to the LLM server."""
+
+    call_id: str
+    base_url: str
+    pack_size: int
+    attempt: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    finish_reason: str | None
+    ok_items: int
+    failed_items: int  # items of this call that were not answered validly (retried or failed)
+    error: str | None
+    started_at: float  # unix time
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    """What the engine hands to the store after each completed call."""
+
+    call: CallRecord
+    results: list[ItemResult] = field(default_factory=list)  # final results only
