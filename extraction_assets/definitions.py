@@ -1,0 +1,70 @@
+"""The code location: corpus documents -> per-task extractions -> typed tables, with automation.
+
+Which backend, model, store and tasks are used is read from the environment (see README), never from code.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from extraction_assets.corpora.assets import corpus_documents
+from extraction_assets.corpora.partitions import corpus_partitions
+from extraction_assets.corpora.schedules import build_catch_up_schedule
+from extraction_assets.corpora.sensors import build_source_sensor
+from extraction_assets.extractions.assets import build_task_assets
+from extraction_assets.settings import Settings
+from extraction_assets.tasks import get_task
+from resources.llm import LLMResource
+from resources.store import DuckDBStore
+
+_API_KEY_VARS = ("LLM_API_KEY", "OPENAI_API_KEY")
+
+
+def llm_resource_from_env() -> LLMResource:
+    """The LLM resource for this environment; an API key is passed as an EnvVar reference so its value
+    never appears in the UI's resource configuration or in run config."""
+    llm = LLMResource.from_env()
+    key_var = next((v for v in _API_KEY_VARS if os.environ.get(v)), None)
+    if key_var is None:
+        return llm
+    return llm.model_copy(update={"api_key": dg.EnvVar(key_var)})
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    llm = LLMResource.from_env()
+    task_assets = [a for name in settings.tasks for a in build_task_assets(get_task(name), llm)]
+    job = dg.define_asset_job(
+        "extract_corpus",
+        selection=dg.AssetSelection.assets(corpus_documents, *task_assets),
+        partitions_def=corpus_partitions,
+        description="Sync a corpus from its source folder, extract what is pending, refresh typed tables.",
+    )
+    running = os.environ.get("EXTRACTION_AUTOMATION_DEFAULT", "running") == "running"
+    return dg.Definitions(
+        assets=[corpus_documents, *task_assets],
+        jobs=[job],
+        sensors=[
+            build_source_sensor(
+                job,
+                settings,
+                dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+            )
+        ],
+        schedules=[
+            build_catch_up_schedule(
+                job,
+                settings,
+                dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+            )
+        ],
+        resources={
+            "llm": llm_resource_from_env(),
+            "store": DuckDBStore(path=str(settings.store_path)),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,175 @@
+"""Per-task assets: a corpus's extractions (async, packed LLM calls) and its typed table.
+
+corpus_documents -> {task}_extractions -> {task}_table (+ Parquet export)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import dagster as dg
+
+from extraction_assets.corpora.assets import OWNERS, corpus_documents
+from extraction_assets.corpora.partitions import corpus_partitions
+from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
+from extraction_assets.extractions.checks import CHECK_NAMES, ChecksConfig, evaluate_checks
+from extraction_assets.extractions.metadata import markdown_table, table_schema
+from extraction_assets.settings import Settings
+from extraction_assets.tasks import ExtractionTask
+from extraction_assets.types import CallOutcome
+from resources.llm import LLMResource
+from resources.store import DuckDBStore
+
+
+class ExtractionConfig(dg.Config):
+    """Run-time knobs of the extraction step (editable in the launchpad)."""
+
+    items_per_call: int = 20
+    max_concurrency: int = 10
+    retry_limit: int = 3  # failed documents are retried by later runs up to this many attempts
+    progress_interval_s: float = 5.0
+    max_failed_share: float = 0.2  # the validity check warns above this share of failed documents
+
+
+def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
+    """The extractions and typed-table assets of one task.
+
+    `code_version` is the task version for the configured model, so a changed prompt, schema or model
+    shows up in the UI as a code version change (and the store re-extracts on its own).
+    """
+    code_version = task.version(llm.model, llm.get_client().generation_params())
+    extractions_key = dg.AssetKey(f"{task.name}_extractions")
+
+    @dg.asset(
+        key=extractions_key,
+        partitions_def=corpus_partitions,
+        deps=[corpus_documents],
+        group_name="extractions",
+        kinds={"duckdb", "python"},
+        owners=OWNERS,
+        code_version=code_version,
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=extractions_key, description=desc)
+            for name, desc in CHECK_NAMES.items()
+        ],
+        description=(
+            f"{task.description} Extracts only pending documents (new or changed text, a new task "
+            "version, or earlier failures under the retry limit), packed several per call, with several "
+            "calls in flight; each call's results are stored as soon as it completes."
+        ),
+    )
+    async def extractions(
+        context: dg.AssetExecutionContext,
+        config: ExtractionConfig,
+        llm: LLMResource,
+        store: DuckDBStore,
+    ) -> dg.MaterializeResult:
+        corpus = context.partition_key
+        run_id = context.run.run_id
+        client = llm.get_client()
+        version = task.version(llm.model, client.generation_params())
+        pending = await asyncio.to_thread(
+            store.pending_documents, corpus, task.name, version, config.retry_limit
+        )
+        context.log.info(
+            f"corpus {corpus!r}, task {task.name} (version {version}, {client.backend}:{llm.model}): "
+            f"{len(pending)} documents pending"
+        )
+
+        async def write(outcome: CallOutcome) -> None:
+            await asyncio.to_thread(
+                store.record_outcome,
+                run_id=run_id,
+                corpus=corpus,
+                task=task.name,
+                task_version=version,
+                backend=client.backend,
+                model=llm.model,
+                outcome=outcome,
+            )
+
+        engine_settings = EngineSettings(
+            items_per_call=config.items_per_call,
+            max_concurrency=config.max_concurrency,
+            max_model_len=llm.max_model_len,
+            progress_interval_s=config.progress_interval_s,
+        )
+        try:
+            summary = await extract(task, pending, client, engine_settings, write, log=context.log)
+        except ServerUnavailableError as exc:
+            raise dg.Failure(
+                description=(
+                    f"corpus {corpus!r}, task {task.name}: the LLM server stayed unavailable ({exc}). "
+                    "Finished calls are stored; unfinished documents stay pending for the next run."
+                )
+            ) from exc
+        finally:
+            await client.aclose()
+
+        stats = await asyncio.to_thread(store.table_stats, corpus, task.name, version)
+        changes = await asyncio.to_thread(store.change_report, run_id, corpus)
+        check_results = await asyncio.to_thread(
+            evaluate_checks,
+            store,
+            Settings.from_env(),
+            corpus,
+            task,
+            version,
+            ChecksConfig(max_failed_share=config.max_failed_share),
+        )
+        field_changes = [c for c in changes if c.get("field")]
+        return dg.MaterializeResult(
+            metadata={
+                "task_version": version,
+                "backend": client.backend,
+                "model": llm.model,
+                "dagster/partition_row_count": stats["ok"],
+                "pending_before_run": len(pending),
+                **{f"run/{k}": v for k, v in summary.as_metadata().items()},
+                **{f"store/{k}": v for k, v in stats.items()},
+                "changes": dg.MetadataValue.md(
+                    markdown_table(
+                        [c for c in changes if not c.get("field")][:20], ["doc_id", "change", "task"]
+                    )
+                ),
+                "field_changes": dg.MetadataValue.md(
+                    markdown_table(field_changes[:20], ["doc_id", "field", "old_value", "new_value"])
+                ),
+            },
+            check_results=check_results,
+        )
+
+    @dg.asset(
+        name=f"{task.name}_table",
+        partitions_def=corpus_partitions,
+        deps=[extractions],
+        group_name="tables",
+        kinds={"duckdb", "parquet"},
+        owners=OWNERS,
+        code_version=code_version,
+        description=(
+            f"Typed table of the {task.name} task (DuckDB view `{task.name}_extractions`: one column per "
+            "field, current texts only), exported per corpus to Parquet."
+        ),
+    )
+    def table(context: dg.AssetExecutionContext, store: DuckDBStore) -> dg.MaterializeResult:
+        corpus = context.partition_key
+        view = store.ensure_task_view(task.name, task.item_model)
+        export = Settings.from_env().export_dir / task.name / f"{corpus}.parquet"
+        export.parent.mkdir(parents=True, exist_ok=True)
+        rows = store.export_parquet(task.name, str(export), corpus=corpus)
+        with store.connect(read_only=True) as con:
+            described = [(r[0], r[1]) for r in con.execute(f'DESCRIBE "{view}"').fetchall()]
+        preview = store.preview(task.name, corpus, limit=5)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/partition_row_count": rows,
+                "dagster/column_schema": table_schema(described),
+                "view": view,
+                "parquet": dg.MetadataValue.path(str(export)),
+                "preview": dg.MetadataValue.md(markdown_table(preview)),
+            }
+        )
+
+    return [extractions, table]

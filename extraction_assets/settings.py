@@ -1,0 +1,37 @@
+"""Where things live and which tasks run, read from the environment once.
+
+Everything a user changes between machines (paths, backend, tasks) is an environment variable, never code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SAMPLE_SOURCE_ROOT = Path(__file__).parent / "sample_data" / "corpora"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path  # EXTRACTION_HOME: store, exports, server state
+    source_root: Path  # EXTRACTION_SOURCE_ROOT: one sub-folder per corpus
+    store_path: Path  # EXTRACTION_DB
+    export_dir: Path  # EXTRACTION_EXPORT_DIR: Parquet exports of typed tables
+    tasks: tuple[str, ...]  # EXTRACTION_TASKS: comma-separated task names
+    schedule_cron: str  # EXTRACTION_SCHEDULE_CRON
+    sensor_interval_s: int  # EXTRACTION_SENSOR_INTERVAL_S
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        home = Path(env.get("EXTRACTION_HOME", Path.cwd() / ".extraction")).expanduser().resolve()
+        return cls(
+            home=home,
+            source_root=Path(env.get("EXTRACTION_SOURCE_ROOT", SAMPLE_SOURCE_ROOT)).expanduser().resolve(),
+            store_path=Path(env.get("EXTRACTION_DB", home / "store.duckdb")).expanduser().resolve(),
+            export_dir=Path(env.get("EXTRACTION_EXPORT_DIR", home / "exports")).expanduser().resolve(),
+            tasks=tuple(t.strip() for t in env.get("EXTRACTION_TASKS", "biography").split(",") if t.strip()),
+            schedule_cron=env.get("EXTRACTION_SCHEDULE_CRON", "0 2 * * *"),
+            sensor_interval_s=int(env.get("EXTRACTION_SENSOR_INTERVAL_S", "30")),
+        )
