@@ -10,6 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SAMPLE_SOURCE_ROOT = Path(__file__).parent / "sample_data" / "corpora"
+_CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def default_home() -> Path:
+    """$EXTRACTION_HOME; else `.extraction` in the source checkout (absolute, so the webserver, daemon
+    and CLI agree whatever their working directory); else a per-user data folder."""
+    if "EXTRACTION_HOME" in os.environ:
+        return Path(os.environ["EXTRACTION_HOME"]).expanduser().resolve()
+    if (_CHECKOUT / "pyproject.toml").exists():
+        return _CHECKOUT / ".extraction"
+    return Path("~/.local/share/extraction-assets").expanduser()
 
 
 @dataclass(frozen=True)
@@ -25,7 +36,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
-        home = Path(env.get("EXTRACTION_HOME", Path.cwd() / ".extraction")).expanduser().resolve()
+        home = default_home()
         return cls(
             home=home,
             source_root=Path(env.get("EXTRACTION_SOURCE_ROOT", SAMPLE_SOURCE_ROOT)).expanduser().resolve(),
