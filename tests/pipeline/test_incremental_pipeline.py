@@ -1,0 +1,63 @@
+"""The product's contract end to end, through Dagster and the real local vLLM server:
+a corpus is extracted into typed rows; an unchanged corpus costs no LLM call; a corrected document, and
+only it, is extracted again, with the old row kept in history and the changed fields reported."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from tests.pipeline.helpers import corrected_ids, make_project, project, small_sample, write_jsonl
+
+pytestmark = pytest.mark.vllm
+
+
+def _calls(p, run_id: str) -> tuple[int, int]:
+    return p.query("SELECT count(*), coalesce(sum(pack_size), 0) FROM calls WHERE run_id = ?", [run_id])[0]
+
+
+def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm_url, vllm_model):
+    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
+    before, after = small_sample(extra=3)
+    changed = corrected_ids()
+    assert len(changed) == 3
+    write_jsonl(settings.source_root / "sample" / "documents.jsonl", before)
+
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        p = project(settings, instance)
+        first = p.run("sample")
+        assert first.success
+        rows = p.query(
+            "SELECT doc_id, status, task_version, content_hash FROM extractions WHERE corpus = 'sample'"
+        )
+        assert sorted(r[0] for r in rows) == sorted(r["id"] for r in before)
+        assert len({r[2] for r in rows}) == 1, "one task version for the whole run"
+        ok = sum(r[1] == "ok" for r in rows)
+        assert ok > 0
+        typed = p.query("SELECT count(*) FROM biography_extractions WHERE corpus = 'sample'")[0][0]
+        assert typed == ok
+        calls, items = _calls(p, first.run_id)
+        assert calls >= 1 and items >= len(before)
+        assert p.query("SELECT max(pack_size) FROM calls WHERE run_id = ?", [first.run_id])[0][0] > 1
+
+        # Unchanged corpus: zero LLM calls.
+        second = p.run("sample")
+        assert second.success
+        assert _calls(p, second.run_id) == (0, 0)
+
+        # Three corrected documents: exactly those are extracted again.
+        write_jsonl(settings.source_root / "sample" / "documents.jsonl", after)
+        third = p.run("sample")
+        assert third.success
+        redone = p.query("SELECT doc_id FROM extractions WHERE run_id = ? ORDER BY doc_id", [third.run_id])
+        assert [r[0] for r in redone] == changed
+        history = p.query("SELECT doc_id FROM extraction_history ORDER BY doc_id")
+        assert [r[0] for r in history] == changed
+        report = p.query(
+            "SELECT DISTINCT doc_id FROM changes WHERE run_id = ? AND change = 'changed' ORDER BY doc_id",
+            [third.run_id],
+        )
+        assert [r[0] for r in report] == changed
+        mats = instance.fetch_materializations(dg.AssetKey("biography_extractions"), limit=1).records
+        metadata = mats[0].asset_materialization.metadata
+        assert metadata["pending_before_run"].value == 3
