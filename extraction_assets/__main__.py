@@ -88,6 +88,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(demo.main(args) or 0)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from extraction_assets import demo
+
+    return demo.run_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m extraction_assets")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_p = sub.add_parser("demo", help="end-to-end demo on a sample corpus")
     demo_p.set_defaults(func=cmd_demo)
+
+    run_p = sub.add_parser("run", help="run the extract_corpus job for corpora (default: all)")
+    run_p.add_argument("corpus", nargs="*", help="corpus (partition) names")
+    run_p.add_argument("--items-per-call", type=int, default=20)
+    run_p.add_argument("--max-concurrency", type=int, default=10)
+    run_p.set_defaults(func=cmd_run)
     return parser
 
 

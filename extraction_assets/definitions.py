@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from resources.store import DuckDBStore
 
 from extraction_assets.corpora.assets import corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
@@ -17,7 +18,6 @@ from extraction_assets.extractions.assets import build_task_assets
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import get_task
 from resources.llm import LLMResource
-from resources.store import DuckDBStore
 
 _API_KEY_VARS = ("LLM_API_KEY", "OPENAI_API_KEY")
 

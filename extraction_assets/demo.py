@@ -44,51 +44,87 @@ def ensure_server() -> str:
     if status.running and status.ready and status.url:
         print(f"using the running local server {status.url} ({status.model})")
         return status.url
-    print("starting the embedded vLLM server (CPU build, SmolLM2-135M-Instruct); ~1 min ...", flush=True)
+    print(
+        "starting the embedded vLLM server (CPU build, SmolLM2-135M-Instruct); ~1 min ...",
+        flush=True,
+    )
     handle = serve.start_server(serve.ServerConfig())
     print(f"server ready: {handle.url} (log: {handle.log_path})")
     return handle.url
 
 
-def main(args: argparse.Namespace | None = None) -> int:
-    settings = Settings.from_env()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    dagster_home = prepare_dagster_home(settings.home)
-    url = ensure_server()
-    os.environ.setdefault("LLM_BASE_URL", url)
-
+def run_corpora(
+    settings: Settings, corpora: list[str] | None = None, run_config: dict | None = None
+) -> tuple[list[str], list[str], bool]:
+    """Run the `extract_corpus` job for each corpus on the persistent instance: (corpora, run ids, ok)."""
     # Imported after the environment is settled: the definitions read it.
     from extraction_assets.corpora.partitions import corpus_partitions
     from extraction_assets.corpora.sources import list_corpora
     from extraction_assets.definitions import build_definitions
 
     defs = build_definitions(settings)
-    corpora = list_corpora(settings.source_root)
-    if not corpora:
-        print(f"no corpus folders under {settings.source_root}", file=sys.stderr)
-        return 1
+    corpora = corpora or list_corpora(settings.source_root)
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(corpus_partitions.name, corpora)
     job = defs.resolve_job_def("extract_corpus")
-    failed = False
+    ok = True
     run_ids = []
-    t0 = time.monotonic()
     for corpus in corpora:
         print(f"\n== corpus {corpus!r}: running job extract_corpus ==", flush=True)
-        result = job.execute_in_process(instance=instance, partition_key=corpus, raise_on_error=False)
-        failed |= not result.success
+        result = job.execute_in_process(
+            instance=instance, partition_key=corpus, run_config=run_config, raise_on_error=False
+        )
+        ok &= result.success
         run_ids.append(result.run_id)
-        print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}")
+        print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}", flush=True)
+    return corpora, run_ids, ok
+
+
+def main(args: argparse.Namespace | None = None) -> int:
+    """`demo`: the embedded server, every corpus under the source root, a summary."""
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    dagster_home = prepare_dagster_home(settings.home)
+    url = ensure_server()
+    os.environ.setdefault("LLM_BASE_URL", url)
+    t0 = time.monotonic()
+    corpora, run_ids, ok = run_corpora(settings)
+    if not corpora:
+        print(f"no corpus folders under {settings.source_root}", file=sys.stderr)
+        return 1
     print_summary(settings, corpora, run_ids, time.monotonic() - t0)
     print(f"\nDagster instance: DAGSTER_HOME={dagster_home}")
     print("Open the UI on it:  make ui   (then http://127.0.0.1:3000)")
-    return 1 if failed else 0
+    return 0 if ok else 1
 
 
-def print_summary(settings: Settings, corpora: list[str], run_ids: list[str], elapsed_s: float) -> None:
+def run_main(args: argparse.Namespace) -> int:
+    """`run`: the job for the given corpora (default all) against the configured server, no server start."""
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    prepare_dagster_home(settings.home)
+    ops = {
+        f"{task}_extractions": {
+            "config": {
+                "items_per_call": args.items_per_call,
+                "max_concurrency": args.max_concurrency,
+            }
+        }
+        for task in settings.tasks
+    }
+    t0 = time.monotonic()
+    corpora, run_ids, ok = run_corpora(settings, args.corpus or None, {"ops": ops})
+    print_summary(settings, corpora, run_ids, time.monotonic() - t0)
+    return 0 if ok else 1
+
+
+def print_summary(
+    settings: Settings, corpora: list[str], run_ids: list[str], elapsed_s: float
+) -> None:
     """Rows, failures and this invocation's items/min, read back from the store."""
-    from extraction_assets.tasks import get_task
     from resources.store import DuckDBStore
+
+    from extraction_assets.tasks import get_task
 
     store = DuckDBStore(path=str(settings.store_path))
     views = {t: store.ensure_task_view(t, get_task(t).item_model) for t in settings.tasks}
@@ -101,8 +137,12 @@ def print_summary(settings: Settings, corpora: list[str], run_ids: list[str], el
                     "FROM extractions WHERE corpus = ? AND task = ?",
                     [corpus, task_name],
                 ).fetchone()
-                rows = con.execute(f'SELECT count(*) FROM "{view}" WHERE corpus = ?', [corpus]).fetchone()[0]
-                print(f"task {task_name}, corpus {corpus}: {rows} rows in view {view}; {ok} ok, {failed} failed")
+                rows = con.execute(
+                    f'SELECT count(*) FROM "{view}" WHERE corpus = ?', [corpus]
+                ).fetchone()[0]
+                print(
+                    f"task {task_name}, corpus {corpus}: {rows} rows in view {view}; {ok} ok, {failed} failed"
+                )
         done = con.execute(
             "SELECT count(*) FROM extractions WHERE list_contains(?, run_id)", [run_ids]
         ).fetchone()[0]

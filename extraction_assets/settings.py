@@ -39,10 +39,16 @@ class Settings:
         home = default_home()
         return cls(
             home=home,
-            source_root=Path(env.get("EXTRACTION_SOURCE_ROOT", SAMPLE_SOURCE_ROOT)).expanduser().resolve(),
+            source_root=Path(env.get("EXTRACTION_SOURCE_ROOT", SAMPLE_SOURCE_ROOT))
+            .expanduser()
+            .resolve(),
             store_path=Path(env.get("EXTRACTION_DB", home / "store.duckdb")).expanduser().resolve(),
-            export_dir=Path(env.get("EXTRACTION_EXPORT_DIR", home / "exports")).expanduser().resolve(),
-            tasks=tuple(t.strip() for t in env.get("EXTRACTION_TASKS", "biography").split(",") if t.strip()),
+            export_dir=Path(env.get("EXTRACTION_EXPORT_DIR", home / "exports"))
+            .expanduser()
+            .resolve(),
+            tasks=tuple(
+                t.strip() for t in env.get("EXTRACTION_TASKS", "biography").split(",") if t.strip()
+            ),
             schedule_cron=env.get("EXTRACTION_SCHEDULE_CRON", "0 2 * * *"),
             sensor_interval_s=int(env.get("EXTRACTION_SENSOR_INTERVAL_S", "30")),
         )

@@ -14,7 +14,9 @@ from extraction_assets.settings import Settings
 
 
 def build_catch_up_schedule(
-    job: dg.UnresolvedAssetJobDefinition, settings: Settings, default_status: dg.DefaultScheduleStatus
+    job: dg.UnresolvedAssetJobDefinition,
+    settings: Settings,
+    default_status: dg.DefaultScheduleStatus,
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
         name="catch_up_schedule",
@@ -23,11 +25,17 @@ def build_catch_up_schedule(
         default_status=default_status,
         description=f"Requests every corpus partition ({settings.schedule_cron}); the periodic backfill.",
     )
-    def catch_up_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    def catch_up_schedule(
+        context: dg.ScheduleEvaluationContext,
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         corpora = sorted(context.instance.get_dynamic_partitions(corpus_partitions.name))
         if not corpora:
             return dg.SkipReason("no corpus partitions yet (the source sensor adds them)")
-        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+        tick = (
+            context.scheduled_execution_time.isoformat()
+            if context.scheduled_execution_time
+            else "manual"
+        )
         return [
             dg.RunRequest(partition_key=c, run_key=f"{c}:{tick}", tags={"trigger": "schedule"})
             for c in corpora

@@ -40,7 +40,9 @@ def build_source_sensor(
             context.log.info(f"corpora changed or new: {changed}")
         return dg.SensorResult(
             run_requests=[
-                dg.RunRequest(partition_key=c, run_key=f"{c}:{fingerprints[c]}", tags={"trigger": "source"})
+                dg.RunRequest(
+                    partition_key=c, run_key=f"{c}:{fingerprints[c]}", tags={"trigger": "source"}
+                )
                 for c in changed
             ],
             dynamic_partitions_requests=(

@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import dagster as dg
+from resources.store import DuckDBStore
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
@@ -19,7 +20,6 @@ from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from extraction_assets.types import CallOutcome
 from resources.llm import LLMResource
-from resources.store import DuckDBStore
 
 
 class ExtractionConfig(dg.Config):
@@ -130,11 +130,14 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
                 **{f"store/{k}": v for k, v in stats.items()},
                 "changes": dg.MetadataValue.md(
                     markdown_table(
-                        [c for c in changes if not c.get("field")][:20], ["doc_id", "change", "task"]
+                        [c for c in changes if not c.get("field")][:20],
+                        ["doc_id", "change", "task"],
                     )
                 ),
                 "field_changes": dg.MetadataValue.md(
-                    markdown_table(field_changes[:20], ["doc_id", "field", "old_value", "new_value"])
+                    markdown_table(
+                        field_changes[:20], ["doc_id", "field", "old_value", "new_value"]
+                    )
                 ),
             },
             check_results=check_results,

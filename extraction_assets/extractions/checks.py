@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
+from resources.store import DuckDBStore
 
 from extraction_assets.corpora.sources import CorpusError, read_corpus
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
-from resources.store import DuckDBStore
 
 CHECK_NAMES = {
     "coverage": "Every current document has an ok extraction at the current task version.",
@@ -46,7 +46,11 @@ def evaluate_checks(
             check_name="coverage",
             passed=missing == 0,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"missing": missing, "current_documents": current, "sample_missing_ids": ", ".join(sample)},
+            metadata={
+                "missing": missing,
+                "current_documents": current,
+                "sample_missing_ids": ", ".join(sample),
+            },
         ),
         dg.AssetCheckResult(
             check_name="validity",
@@ -72,7 +76,8 @@ def _source_freshness(store: DuckDBStore, settings: Settings, corpus: str) -> dg
     with store.connect(read_only=True) as con:
         stored = dict(
             con.execute(
-                "SELECT doc_id, content_hash FROM documents WHERE corpus = ? AND NOT deleted", [corpus]
+                "SELECT doc_id, content_hash FROM documents WHERE corpus = ? AND NOT deleted",
+                [corpus],
             ).fetchall()
         )
     stale = sorted(k for k in source.keys() | stored.keys() if source.get(k) != stored.get(k))

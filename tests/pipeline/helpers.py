@@ -19,12 +19,16 @@ CORRECTED_CORPUS = SAMPLE_SOURCE_ROOT.parent / "corrected" / "biographies" / "do
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
 
 
 def corrected_ids() -> list[str]:
@@ -56,7 +60,10 @@ class Project:
         self.instance.add_dynamic_partitions(corpus_partitions.name, [corpus])
         job = self.defs.resolve_job_def("extract_corpus")
         return job.execute_in_process(
-            instance=self.instance, partition_key=corpus, run_config=run_config, raise_on_error=False
+            instance=self.instance,
+            partition_key=corpus,
+            run_config=run_config,
+            raise_on_error=False,
         )
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
@@ -64,7 +71,9 @@ class Project:
             return con.execute(sql, params or []).fetchall()
 
 
-def make_project(tmp_path: Path, monkeypatch, llm_url: str, llm_model: str, tasks: str = "biography") -> Settings:  # type: ignore[no-untyped-def]
+def make_project(
+    tmp_path: Path, monkeypatch, llm_url: str, llm_model: str, tasks: str = "biography"
+) -> Settings:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("EXTRACTION_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EXTRACTION_SOURCE_ROOT", str(tmp_path / "sources"))
     monkeypatch.setenv("EXTRACTION_TASKS", tasks)

@@ -8,7 +8,7 @@ import datetime as dt
 import dagster as dg
 
 from extraction_assets.corpora.partitions import corpus_partitions
-from tests.pipeline.helpers import make_project, project, read_jsonl, write_jsonl, SAMPLE_CORPUS
+from tests.pipeline.helpers import SAMPLE_CORPUS, make_project, project, read_jsonl, write_jsonl
 
 
 def _evaluate_sensor(p, instance, cursor):
@@ -30,7 +30,10 @@ def test_sensor_adds_partitions_and_requests_only_changed_corpora(tmp_path, monk
         p = project(settings, instance)
         first = _evaluate_sensor(p, instance, None)
         assert sorted(r.partition_key for r in first.run_requests) == ["alpha", "beta corpus"]
-        assert sorted(instance.get_dynamic_partitions(corpus_partitions.name)) == ["alpha", "beta corpus"]
+        assert sorted(instance.get_dynamic_partitions(corpus_partitions.name)) == [
+            "alpha",
+            "beta corpus",
+        ]
 
         # Nothing changed: no run.
         again = _evaluate_sensor(p, instance, first.cursor)
@@ -55,10 +58,14 @@ def test_schedule_requests_every_corpus_partition(tmp_path, monkeypatch):
     with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
         p = project(settings, instance)
         schedule = p.defs.resolve_schedule_def("catch_up_schedule")
-        when = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.timezone.utc)
-        empty = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+        when = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
+        empty = schedule.evaluate_tick(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
         assert not empty.run_requests
         instance.add_dynamic_partitions(corpus_partitions.name, ["a", "b", "c"])
-        tick = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+        tick = schedule.evaluate_tick(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+        )
         assert sorted(r.partition_key for r in tick.run_requests) == ["a", "b", "c"]
         assert len({r.run_key for r in tick.run_requests}) == 3

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.vllm
 
 
 def _calls(p, run_id: str) -> tuple[int, int]:
-    return p.query("SELECT count(*), coalesce(sum(pack_size), 0) FROM calls WHERE run_id = ?", [run_id])[0]
+    return p.query(
+        "SELECT count(*), coalesce(sum(pack_size), 0) FROM calls WHERE run_id = ?", [run_id]
+    )[0]
 
 
 def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm_url, vllm_model):
@@ -38,7 +40,9 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
         assert typed == ok
         calls, items = _calls(p, first.run_id)
         assert calls >= 1 and items >= len(before)
-        assert p.query("SELECT max(pack_size) FROM calls WHERE run_id = ?", [first.run_id])[0][0] > 1
+        assert (
+            p.query("SELECT max(pack_size) FROM calls WHERE run_id = ?", [first.run_id])[0][0] > 1
+        )
 
         # Unchanged corpus: zero LLM calls.
         second = p.run("sample")
@@ -49,7 +53,9 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
         write_jsonl(settings.source_root / "sample" / "documents.jsonl", after)
         third = p.run("sample")
         assert third.success
-        redone = p.query("SELECT doc_id FROM extractions WHERE run_id = ? ORDER BY doc_id", [third.run_id])
+        redone = p.query(
+            "SELECT doc_id FROM extractions WHERE run_id = ? ORDER BY doc_id", [third.run_id]
+        )
         assert [r[0] for r in redone] == changed
         history = p.query("SELECT doc_id FROM extraction_history ORDER BY doc_id")
         assert [r[0] for r in history] == changed
@@ -58,6 +64,8 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
             [third.run_id],
         )
         assert [r[0] for r in report] == changed
-        mats = instance.fetch_materializations(dg.AssetKey("biography_extractions"), limit=1).records
+        mats = instance.fetch_materializations(
+            dg.AssetKey("biography_extractions"), limit=1
+        ).records
         metadata = mats[0].asset_materialization.metadata
         assert metadata["pending_before_run"].value == 3
