@@ -1,0 +1,70 @@
+"""CLI: python -m extraction_assets.evaluation --gold redocred|taqrib --limit 20
+--items-per-call 1,5,20 --out benchmarks/results/eval [--seed 0] [--max-concurrency 4]
+python -m extraction_assets.evaluation --compare-editions
+
+The LLM comes from the environment (LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, ...).
+Exit codes: 0 done, 2 a gold file is missing or the arguments are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from extraction_assets.evaluation.gold import GOLD_SETS, GoldFileMissingError, compare_editions
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("pack sizes must be >= 1")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m extraction_assets.evaluation",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--gold", choices=sorted(GOLD_SETS))
+    parser.add_argument("--limit", type=int, default=20, help="documents sampled (default 20)")
+    parser.add_argument("--items-per-call", type=_sizes, default=[1, 5, 20],
+                        help="pack sizes to compare, e.g. 1,5,20")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--max-concurrency", type=int, default=4)
+    parser.add_argument("--task", default="biography")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/eval"))
+    parser.add_argument("--compare-editions", action="store_true",
+                        help="only compare the two Taqrib editions and print the counts")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        if args.compare_editions:
+            diff = compare_editions()
+            diff["changed_ids"] = diff["changed_ids"][:20] + (["..."] if diff["changed"] > 20 else [])
+            print(json.dumps(diff, ensure_ascii=False, indent=1))
+            return 0
+        if not args.gold:
+            parser.error("--gold is required (or --compare-editions)")
+        from extraction_assets.evaluation.harness import EvalConfig, evaluate, markdown
+
+        config = EvalConfig(gold=args.gold, limit=args.limit, items_per_call=args.items_per_call,
+                            seed=args.seed, max_concurrency=args.max_concurrency, task=args.task,
+                            out=args.out)
+        results = asyncio.run(evaluate(config))
+    except GoldFileMissingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(markdown(results))
+    for kind, path in results.get("files", {}).items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
