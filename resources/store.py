@@ -1,0 +1,578 @@
+"""The DuckDB store: documents, current and historical extractions, calls, per-run changes.
+
+Concurrency: DuckDB lets one process open a file read-write and then no other process can
+open it at all. Dagster runs steps in separate processes and extraction steps last minutes,
+so no connection outlives one public method: each opens the file, runs one short
+transaction and closes it. Opening retries on the lock error with exponential backoff and
+jitter up to ``lock_timeout_s``, then raises :class:`StoreLockedError`. Within one process
+writes are serialised by a thread lock (the engine records outcomes from worker threads).
+
+Data never reaches SQL text: values, corpus and task names are parameters. The only
+identifiers spliced into SQL (typed view names and columns) are validated and quoted.
+
+Pending rule: a current document is pending for (task, task version) unless its *current*
+extraction row is at the document's content hash and that task version and is either ok
+or failed ``retry_limit`` times. A result recorded for a text that has since changed is
+stored anyway (it is provenance) and the document simply stays pending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import duckdb
+from pydantic import BaseModel, PrivateAttr
+
+from extraction_assets.types import CallOutcome, Document, ItemResult
+from resources._store_schema import (
+    DDL,
+    EXTRACTION_NAMES,
+    quote_identifier,
+    quote_literal,
+    task_view_sql,
+    view_name,
+)
+
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+_SYNC_CHUNK = 10_000
+_SAMPLE_IDS = 100
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+_PENDING_WHERE = """
+    FROM documents d
+    LEFT JOIN extractions e ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
+    WHERE d.corpus = $corpus AND NOT d.deleted
+      AND NOT coalesce(e.content_hash = d.content_hash AND e.task_version = $version
+                       AND (e.status = 'ok' OR e.attempts >= $retry_limit), false)
+"""
+_MISSING_WHERE = """
+    FROM documents d
+    LEFT JOIN extractions e ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
+    WHERE d.corpus = $corpus AND NOT d.deleted
+      AND NOT coalesce(e.content_hash = d.content_hash AND e.task_version = $version
+                       AND e.status = 'ok', false)
+"""
+
+
+class StoreLockedError(RuntimeError):
+    """Another process kept the DuckDB file locked for longer than ``lock_timeout_s``."""
+
+
+class StoreWriteError(RuntimeError):
+    """A write failed (disk full, I/O error); the transaction was rolled back."""
+
+
+@dataclass
+class DocumentSync:
+    """What ``sync_documents`` did to one corpus (id lists are capped samples)."""
+
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+    restored: int = 0
+    unchanged: int = 0
+    total_current: int = 0
+    changed_ids: list[str] = field(default_factory=list)
+    new_ids: list[str] = field(default_factory=list)
+    deleted_ids: list[str] = field(default_factory=list)
+    restored_ids: list[str] = field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and any(m in str(exc) for m in _LOCK_MARKERS)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+class DuckDBStore(dg.ConfigurableResource):
+    """The extraction store in one DuckDB file; every method is one short transaction."""
+
+    path: str
+    lock_timeout_s: float = 60.0
+
+    _schema_ready: bool = PrivateAttr(default=False)
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return duckdb.connect(self.path, read_only=read_only)
+            except duckdb.ConnectionException as exc:
+                # This process already has the file open read-write: share that instance.
+                if read_only and "different configuration" in str(exc):
+                    read_only = False
+                    continue
+                raise
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise StoreWriteError(f"cannot open DuckDB store {self.path}: {exc}") from exc
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    holder = re.search(r"PID (\d+)", str(exc))
+                    by = f" by process {holder.group(1)}" if holder else ""
+                    raise StoreLockedError(
+                        f"DuckDB store {self.path} stayed locked{by} for {self.lock_timeout_s:g} s; "
+                        "another process holds it open (a long-lived notebook connection?)"
+                    ) from exc
+                time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+                delay = min(delay * 2, 0.25)
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection (lock retry included); close it quickly."""
+        self.ensure_schema()
+        con = self._open(read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _write_lock(self) -> threading.Lock:
+        key = os.path.realpath(self.path)
+        with _WRITE_LOCKS_GUARD:
+            return _WRITE_LOCKS.setdefault(key, threading.Lock())
+
+    @contextlib.contextmanager
+    def _transaction(self, ensure: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction: committed on success, rolled back on any error."""
+        if ensure:
+            self.ensure_schema()
+        with self._write_lock():
+            con = self._open(read_only=False)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                    raise
+            except (duckdb.IOException, duckdb.FatalException) as exc:
+                if _is_lock_error(exc):
+                    raise
+                raise StoreWriteError(
+                    f"write to DuckDB store {self.path} failed and was rolled back: {exc}"
+                ) from exc
+            finally:
+                con.close()
+
+    def ensure_schema(self) -> None:
+        """Create the tables if they do not exist (once per resource object)."""
+        if self._schema_ready and os.path.exists(self.path):
+            return
+        if os.path.dirname(self.path):
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        with self._transaction(ensure=False) as con:
+            for statement in DDL:
+                con.execute(statement)
+        self._schema_ready = True
+
+    # --- documents -------------------------------------------------------------------------------
+
+    def sync_documents(
+        self, corpus: str, documents: Iterable[Document], run_id: str
+    ) -> DocumentSync:
+        """Upsert a corpus's full document set in one transaction; absent ones are tombstoned.
+
+        Documents stream into a temporary table in chunks; if the iterable raises (a corpus
+        error found late), nothing is written.
+        """
+        now = _utcnow()
+        with self._transaction() as con:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE incoming "
+                "(doc_id VARCHAR, text VARCHAR, content_hash VARCHAR, source VARCHAR)"
+            )
+            chunk: list[Document] = []
+            for doc in documents:
+                if doc.corpus != corpus:
+                    raise ValueError(
+                        f"document {doc.doc_id!r} belongs to {doc.corpus!r}, not {corpus!r}"
+                    )
+                chunk.append(doc)
+                if len(chunk) >= _SYNC_CHUNK:
+                    _insert_incoming(con, chunk)
+                    chunk = []
+            _insert_incoming(con, chunk)
+            duplicates = con.execute(
+                "SELECT doc_id FROM incoming GROUP BY doc_id HAVING count(*) > 1 ORDER BY doc_id LIMIT 20"
+            ).fetchall()
+            if duplicates:
+                raise ValueError(
+                    f"corpus {corpus!r}: duplicated document ids {[d[0] for d in duplicates]}; nothing synced"
+                )
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE diff AS
+                SELECT coalesce(i.doc_id, d.doc_id) AS doc_id,
+                    CASE WHEN d.doc_id IS NULL THEN 'new'
+                         WHEN i.doc_id IS NULL THEN CASE WHEN d.deleted THEN NULL ELSE 'deleted' END
+                         WHEN d.deleted THEN 'restored'
+                         WHEN d.content_hash <> i.content_hash THEN 'changed'
+                         ELSE 'unchanged' END AS change
+                FROM incoming i FULL OUTER JOIN
+                    (SELECT doc_id, content_hash, deleted FROM documents WHERE corpus = $corpus) d
+                    ON i.doc_id = d.doc_id""",
+                {"corpus": corpus},
+            )
+            counts = dict(
+                con.execute("SELECT change, count(*) FROM diff GROUP BY change").fetchall()
+            )
+            con.execute(
+                "INSERT INTO changes SELECT $run_id, $corpus, NULL, doc_id, change, NULL, NULL, NULL, $now "
+                "FROM diff WHERE change IN ('new', 'changed', 'deleted', 'restored')",
+                {"run_id": run_id, "corpus": corpus, "now": now},
+            )
+            con.execute(
+                """UPDATE documents SET text = i.text, content_hash = i.content_hash,
+                    source = i.source, deleted = false,
+                    last_changed = CASE WHEN documents.deleted
+                        OR documents.content_hash <> i.content_hash THEN $now
+                        ELSE documents.last_changed END
+                FROM incoming i
+                WHERE documents.corpus = $corpus AND documents.doc_id = i.doc_id
+                  AND (documents.deleted OR documents.content_hash <> i.content_hash
+                       OR documents.source IS DISTINCT FROM i.source)""",
+                {"corpus": corpus, "now": now},
+            )
+            con.execute(
+                "UPDATE documents SET deleted = true, last_changed = $now WHERE corpus = $corpus "
+                "AND doc_id IN (SELECT doc_id FROM diff WHERE change = 'deleted')",
+                {"corpus": corpus, "now": now},
+            )
+            con.execute(
+                "INSERT INTO documents SELECT $corpus, i.doc_id, i.text, i.content_hash, i.source, "
+                "$now, $now, false FROM incoming i JOIN diff ON diff.doc_id = i.doc_id "
+                "WHERE diff.change = 'new'",
+                {"corpus": corpus, "now": now},
+            )
+
+            def sample(kind: str) -> list[str]:
+                rows = con.execute(
+                    "SELECT doc_id FROM diff WHERE change = ? ORDER BY doc_id LIMIT ?",
+                    [kind, _SAMPLE_IDS],
+                ).fetchall()
+                return [r[0] for r in rows]
+
+            total = con.execute(
+                "SELECT count(*) FROM documents WHERE corpus = ? AND NOT deleted", [corpus]
+            ).fetchone()
+            result = DocumentSync(
+                new=counts.get("new", 0),
+                changed=counts.get("changed", 0),
+                deleted=counts.get("deleted", 0),
+                restored=counts.get("restored", 0),
+                unchanged=counts.get("unchanged", 0),
+                total_current=total[0] if total else 0,
+                changed_ids=sample("changed"),
+                new_ids=sample("new"),
+                deleted_ids=sample("deleted"),
+                restored_ids=sample("restored"),
+            )
+            con.execute("DROP TABLE incoming")
+            con.execute("DROP TABLE diff")
+        return result
+
+    # --- pending set -----------------------------------------------------------------------------
+
+    def pending_documents(
+        self, corpus: str, task: str, task_version: str, retry_limit: int = 3
+    ) -> list[Document]:
+        """Current documents that need (re-)extraction for this task version, by doc_id."""
+        params = _pending_params(corpus, task, task_version, retry_limit)
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                f"SELECT d.doc_id, d.text, d.content_hash, d.source {_PENDING_WHERE} ORDER BY d.doc_id",
+                params,
+            ).fetchall()
+        return [Document(corpus, *row) for row in rows]
+
+    def iter_pending_documents(
+        self,
+        corpus: str,
+        task: str,
+        task_version: str,
+        retry_limit: int = 3,
+        chunk_size: int = 10_000,
+    ) -> Iterator[list[Document]]:
+        """The pending set in doc_id pages; each page is its own short read (keyset paging),
+        so no connection stays open while the caller extracts."""
+        after = ""
+        while True:
+            params = {**_pending_params(corpus, task, task_version, retry_limit), "after": after}
+            with self.connect(read_only=True) as con:
+                rows = con.execute(
+                    f"SELECT d.doc_id, d.text, d.content_hash, d.source {_PENDING_WHERE} "
+                    f"AND d.doc_id > $after ORDER BY d.doc_id LIMIT {int(chunk_size)}",
+                    params,
+                ).fetchall()
+            if not rows:
+                return
+            yield [Document(corpus, *row) for row in rows]
+            after = rows[-1][0]
+
+    def count_pending(self, corpus: str, task: str, task_version: str, retry_limit: int = 3) -> int:
+        params = _pending_params(corpus, task, task_version, retry_limit)
+        with self.connect(read_only=True) as con:
+            row = con.execute(f"SELECT count(*) {_PENDING_WHERE}", params).fetchone()
+        return row[0] if row else 0
+
+    # --- outcomes --------------------------------------------------------------------------------
+
+    def record_outcome(
+        self,
+        *,
+        run_id: str,
+        corpus: str,
+        task: str,
+        task_version: str,
+        backend: str,
+        model: str,
+        outcome: CallOutcome,
+    ) -> None:
+        """Store one completed call and its final item results in one transaction.
+
+        Re-recording a call_id is a no-op. A replaced current row moves to extraction_history
+        and the field-level differences go to ``changes`` as 're-extracted' rows.
+        """
+        call = outcome.call
+        results = list({r.doc_id: r for r in outcome.results}.values())  # last result wins
+        now = _utcnow()
+        with self._transaction() as con:
+            if con.execute("SELECT 1 FROM calls WHERE call_id = ?", [call.call_id]).fetchone():
+                return
+            con.execute(
+                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    call.call_id, run_id, corpus, task, task_version, backend, model,
+                    call.base_url, call.pack_size, call.attempt, call.prompt_tokens,
+                    call.completion_tokens, call.latency_s, call.finish_reason, call.ok_items,
+                    call.failed_items, call.error,
+                    datetime.fromtimestamp(call.started_at, UTC).replace(tzinfo=None),
+                ],
+            )  # fmt: skip
+            if not results:
+                return
+            key = {"corpus": corpus, "task": task, "ids": [r.doc_id for r in results]}
+            where = "WHERE corpus = $corpus AND task = $task AND list_contains($ids, doc_id)"
+            previous = {
+                row[0]: row[1:]
+                for row in con.execute(
+                    f"SELECT doc_id, status, fields, content_hash, task_version, attempts "
+                    f"FROM extractions {where}",
+                    key,
+                ).fetchall()
+            }
+            if previous:
+                con.execute(
+                    f"INSERT INTO extraction_history SELECT *, $now, $run_id FROM extractions {where}",
+                    {**key, "now": now, "run_id": run_id},
+                )
+                con.execute(f"DELETE FROM extractions {where}", key)
+            rows, changes = [], []
+            for r in results:
+                attempts = r.attempts
+                prev = previous.get(r.doc_id)
+                if prev is not None:
+                    p_status, p_fields, p_hash, p_version, p_attempts = prev
+                    if p_status == "failed" and (p_hash, p_version) == (
+                        r.content_hash,
+                        task_version,
+                    ):
+                        attempts += p_attempts
+                    for fname, old, new in _field_diffs(p_status, p_fields, r):
+                        changes.append(
+                            [run_id, corpus, task, r.doc_id, "re-extracted", fname, old, new, now]
+                        )
+                rows.append(
+                    [
+                        corpus, task, r.doc_id, r.content_hash, task_version, backend, model,
+                        r.status, None if r.fields is None else _json(r.fields), r.error,
+                        r.raw_answer, attempts, r.prompt_tokens, r.completion_tokens,
+                        r.latency_s, now, run_id,
+                    ]
+                )  # fmt: skip
+            marks = ", ".join("?" * len(EXTRACTION_NAMES))
+            con.executemany(f"INSERT INTO extractions VALUES ({marks})", rows)
+            if changes:
+                con.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)
+
+    # --- reports ---------------------------------------------------------------------------------
+
+    def change_report(self, run_id: str, corpus: str | None = None) -> list[dict]:
+        """The run's changes: document sync rows and per-field re-extraction differences."""
+        sql = "SELECT * FROM changes WHERE run_id = $run_id"
+        params: dict[str, Any] = {"run_id": run_id}
+        if corpus is not None:
+            sql += " AND corpus = $corpus"
+            params["corpus"] = corpus
+        sql += " ORDER BY corpus, task NULLS FIRST, doc_id, field NULLS FIRST"
+        with self.connect(read_only=True) as con:
+            cur = con.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def table_stats(
+        self, corpus: str, task: str, task_version: str, retry_limit: int = 3
+    ) -> dict[str, int | float]:
+        """Counts for Dagster metadata: documents, ok/failed/pending at this version, tokens."""
+        params = _pending_params(corpus, task, task_version, retry_limit)
+        with self.connect(read_only=True) as con:
+            docs = con.execute(
+                """SELECT count(*) FILTER (NOT d.deleted),
+                    count(*) FILTER (d.deleted),
+                    count(*) FILTER (NOT d.deleted AND e.status = 'ok' AND e.content_hash = d.content_hash
+                                     AND e.task_version = $version),
+                    count(*) FILTER (NOT d.deleted AND e.status = 'failed'
+                                     AND e.content_hash = d.content_hash AND e.task_version = $version),
+                    count(*) FILTER (NOT d.deleted AND e.status = 'ok' AND e.content_hash = d.content_hash
+                                     AND e.task_version <> $version),
+                    count(*) FILTER (NOT d.deleted AND e.content_hash <> d.content_hash),
+                    count(*) FILTER (NOT d.deleted AND e.status = 'failed'
+                                     AND e.content_hash = d.content_hash AND e.task_version = $version
+                                     AND e.attempts >= $retry_limit)
+                FROM documents d LEFT JOIN extractions e
+                    ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
+                WHERE d.corpus = $corpus""",
+                params,
+            ).fetchone()
+            pending = con.execute(f"SELECT count(*) {_PENDING_WHERE}", params).fetchone()
+            calls = con.execute(
+                "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
+                "coalesce(sum(latency_s), 0) FROM calls "
+                "WHERE corpus = $corpus AND task = $task AND task_version = $version",
+                {k: params[k] for k in ("corpus", "task", "version")},
+            ).fetchone()
+        assert docs is not None and pending is not None and calls is not None
+        return {
+            "current_documents": docs[0],
+            "deleted_documents": docs[1],
+            "ok": docs[2],
+            "failed": docs[3],
+            "failed_exhausted": docs[6],
+            "pending": pending[0],
+            "ok_at_other_versions": docs[4],
+            "stale_text": docs[5],
+            "calls": calls[0],
+            "prompt_tokens": int(calls[1]),
+            "completion_tokens": int(calls[2]),
+            "call_latency_s": round(float(calls[3]), 3),
+        }
+
+    def coverage(
+        self, corpus: str, task: str, task_version: str, sample: int = 10
+    ) -> tuple[int, list[str]]:
+        """(current documents without an ok extraction at this version, a sample of their ids)."""
+        params = _pending_params(corpus, task, task_version, 0)
+        del params["retry_limit"]
+        with self.connect(read_only=True) as con:
+            row = con.execute(f"SELECT count(*) {_MISSING_WHERE}", params).fetchone()
+            ids = con.execute(
+                f"SELECT d.doc_id {_MISSING_WHERE} ORDER BY d.doc_id LIMIT {int(sample)}", params
+            ).fetchall()
+        return (row[0] if row else 0), [r[0] for r in ids]
+
+    # --- typed views and exports -----------------------------------------------------------------
+
+    def ensure_task_view(self, task_name: str, item_model: type[BaseModel]) -> str:
+        """Create or replace the typed view ``<task>_extractions``; returns its name."""
+        view, sql = task_view_sql(task_name, item_model)
+        with self._transaction() as con:
+            con.execute(sql)
+        return view
+
+    def _require_view(self, con: duckdb.DuckDBPyConnection, task_name: str) -> str:
+        view = view_name(task_name)
+        found = con.execute(
+            "SELECT 1 FROM duckdb_views() WHERE view_name = ? AND NOT internal", [view]
+        ).fetchone()
+        if not found:
+            raise ValueError(f"no view {view} in {self.path}: call ensure_task_view first")
+        return view
+
+    def export_parquet(self, task_name: str, path: str, corpus: str | None = None) -> int:
+        """Write the task's typed view (optionally one corpus) to a Parquet file; rows written."""
+        with self.connect(read_only=True) as con:
+            view = self._require_view(con, task_name)
+            where = "WHERE corpus = $corpus" if corpus is not None else ""
+            row = con.execute(
+                f"COPY (SELECT * FROM {quote_identifier(view)} {where} ORDER BY corpus, doc_id) "
+                f"TO {quote_literal(str(path))} (FORMAT parquet)",
+                {"corpus": corpus} if corpus is not None else {},
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def preview(self, task_name: str, corpus: str, limit: int = 5) -> list[dict]:
+        """The first rows of the task's typed view for one corpus."""
+        with self.connect(read_only=True) as con:
+            view = self._require_view(con, task_name)
+            cur = con.execute(
+                f"SELECT * FROM {quote_identifier(view)} WHERE corpus = ? ORDER BY doc_id LIMIT ?",
+                [corpus, int(limit)],
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _pending_params(corpus: str, task: str, task_version: str, retry_limit: int) -> dict[str, Any]:
+    return {"corpus": corpus, "task": task, "version": task_version, "retry_limit": retry_limit}
+
+
+def _insert_incoming(con: duckdb.DuckDBPyConnection, docs: list[Document]) -> None:
+    if not docs:
+        return
+    # Lists as parameters and unnest: one statement per chunk, no pandas/arrow needed.
+    con.execute(
+        "INSERT INTO incoming SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
+        [
+            [d.doc_id for d in docs],
+            [d.text for d in docs],
+            [d.content_hash for d in docs],
+            [d.source for d in docs],
+        ],
+    )
+
+
+def _field_diffs(
+    prev_status: str, prev_fields: str | None, new: ItemResult
+) -> list[tuple[str | None, str | None, str | None]]:
+    """Per top-level field differences between two ok results; else one row with the statuses."""
+    if (
+        prev_status == "ok"
+        and new.status == "ok"
+        and prev_fields is not None
+        and new.fields is not None
+    ):
+        old = json.loads(prev_fields)
+        fresh = json.loads(_json(new.fields))  # compare as stored (JSON types)
+        if isinstance(old, dict):
+            keys = list(dict.fromkeys([*old, *fresh]))
+            diffs = [
+                (k, _json(old.get(k)), _json(fresh.get(k)))
+                for k in keys
+                if old.get(k) != fresh.get(k)
+            ]
+            if diffs:
+                return diffs
+    return [(None, prev_status, new.status)]
