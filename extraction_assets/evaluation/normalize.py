@@ -267,7 +267,11 @@ def parse_arabic_number(text: str) -> ParsedYear | None:
         last_total, last_units, _ = parsed[-1]
         alts = []
         for t, _u, _s in parsed[:-1]:
-            alts.append(t + (last_total - last_units) if t < 10 and last_units else t)
+            if t < 10 and last_units:  # shares tens and hundreds
+                t += last_total - last_units
+            elif t < 100 <= last_total:  # "إحدى عشرة أو اثنتي عشرة ومائتين": shares hundreds
+                t += last_total // 100 * 100
+            alts.append(t)
         alts.append(last_total)
         return ParsedYear(alts[0], True, min(alts), max(alts), tuple(dict.fromkeys(alts)))
     if some:
@@ -307,8 +311,8 @@ def complete_century(year: ParsedYear, generation: int | None) -> ParsedYear:
     generations 1-2 died before 100, 3-8 after 100, 9-12 after 200. Years >= 100 are kept."""
     if generation is None:
         return year
-    ref = year.value if year.value is not None else year.low
-    if ref is None or ref >= 100:
+    known = [*year.candidates(), *(v for v in (year.value, year.low) if v is not None)]
+    if not known or max(known) >= 100:
         return year
     offset = 0 if generation <= 2 else 100 if generation <= 8 else 200
     return year.shifted(offset)
@@ -336,8 +340,9 @@ def parse_year(text: str | int | None) -> ParsedYear | None:
         return ParsedYear(year, bool(_APPROX_EN.search(folded)))
     if is_arabic(folded):
         return parse_arabic_number(folded)
-    m = re.search(r"(?<!\d)(\d{1,4})(?!\d)", folded)
-    return ParsedYear(int(m.group(1))) if m else None
+    # A bare short number is a year ("36"); "12 January" has a day but no year.
+    bare = folded.strip()
+    return ParsedYear(int(bare)) if bare.isdigit() else None
 
 
 # --- grades and generations -------------------------------------------------------------------

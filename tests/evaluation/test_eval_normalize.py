@@ -235,3 +235,15 @@ def test_kunya() -> None:
     assert find_kunya("أحمد بن إبراهيم الموصلي أبو علي نزيل بغداد") == "ابو علي"
     assert find_kunya("يكنى أبا عبد الملك صدوق") == "ابو عبد الملك"
     assert find_kunya("أحمد بن أبي بكر الزهري صدوق") is None  # lineage, not a kunya
+
+
+def test_alternatives_sharing_only_the_hundreds() -> None:
+    parsed = parse_arabic_number("مات سنة إحدى عشرة أو اثنتي عشرة ومائتين")
+    assert parsed is not None and parsed.candidates() == [211, 212]
+    assert complete_century(parsed, 10).candidates() == [211, 212]  # century already there
+
+
+def test_day_and_month_without_year() -> None:
+    assert parse_year("12 January") is None
+    assert parse_year("July 2 , 626") == ParsedYear(626)
+    assert parse_year("36") == ParsedYear(36)

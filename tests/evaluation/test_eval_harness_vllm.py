@@ -1,0 +1,39 @@
+"""End to end: the harness extracts real gold documents with the real engine and a real vLLM
+server, scores them and writes its files. The model is the 135M plumbing model, so only the
+plumbing is asserted (files exist, scores are proportions), not quality."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from extraction_assets.evaluation.harness import EvalConfig, evaluate
+from resources.llm import LLMResource
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_harness_end_to_end(vllm_url: str, vllm_model: str, tmp_path: Path) -> None:
+    llm = LLMResource(backend="vllm", base_url=vllm_url, model=vllm_model, max_model_len=8192)
+    config = EvalConfig(gold="taqrib", limit=3, items_per_call=(3,), seed=1, max_concurrency=1,
+                        out=tmp_path)
+    results = asyncio.run(evaluate(config, llm=llm))
+
+    assert results["n_documents"] == 3 and results["model"] == vllm_model
+    assert results["task_version"] and results["backend"] == "vllm"
+    files = {kind: Path(p) for kind, p in results["files"].items()}
+    assert set(files) == {"json", "md", "png"}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in files.values())
+    saved = json.loads(files["json"].read_text(encoding="utf-8"))
+    (run,) = saved["runs"]
+    assert run["items_per_call"] == 3
+    assert run["run_summary"]["items_total"] == 3
+    for field in run["scores"]["overall"]["fields"].values():
+        for key in ("accuracy", "precision", "recall", "f1"):
+            assert field[key] is None or 0.0 <= field[key] <= 1.0
+    rate = run["contamination"]["rate"]
+    assert rate is None or 0.0 <= rate <= 1.0
+    assert "| 3 |" in files["md"].read_text(encoding="utf-8")
