@@ -1,0 +1,91 @@
+"""Biographical entries of hadith narrators (tarajim), e.g. Ibn Hajar's Taqrib al-Tahdhib.
+
+Every string has a maxLength and every list a maxItems: under grammar-constrained decoding
+they bound how much a looping tiny model can emit. All fields are required, optional ones
+are nullable (OpenAI strict mode requires both).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from extraction_assets.tasks.base import ExtractionTask
+
+Name = Annotated[str, Field(max_length=80)]
+Place = Annotated[str, Field(max_length=60)]
+
+# Ibn Hajar's grading vocabulary, collapsed to the levels a downstream table needs.
+GRADES: dict[str, str] = {
+    "companion": "صحابي - a Companion of the Prophet (not graded)",
+    "trustworthy": "ثقة, ثقة ثبت, ثقة حافظ, إمام",
+    "truthful": "صدوق, لا بأس به, صدوق يهم, صدوق له أوهام",
+    "acceptable": "مقبول (acceptable when corroborated)",
+    "weak": "ضعيف, لين, ليس بالقوي",
+    "unknown": "مجهول, مستور, مجهول الحال (the narrator is not known)",
+    "abandoned": "متروك, منكر الحديث",
+    "liar": "كذاب, متهم بالكذب, وضاع",
+    "not_stated": "the text gives no grade",
+}
+Grade = Literal[
+    "companion", "trustworthy", "truthful", "acceptable", "weak", "unknown", "abandoned",
+    "liar", "not_stated",
+]
+
+
+class Relative(BaseModel):
+    relation: Literal[
+        "father", "mother", "son", "daughter", "brother", "sister", "spouse", "other"
+    ] = Field(description="how this person is related to the subject")
+    name: Name = Field(description="the relative's name as written")
+
+
+class Biography(BaseModel):
+    name: Name = Field(description="the subject's main name as written in the text")
+    other_names: list[Name] = Field(
+        max_length=4, description="kunya, laqab, nisba or other names of the subject"
+    )
+    birth_date_text: str | None = Field(
+        max_length=60, description="birth date exactly as written, null if absent"
+    )
+    death_date_text: str | None = Field(
+        max_length=60, description="death date exactly as written, null if absent"
+    )
+    birth_year: int | None = Field(
+        ge=0, le=2100, description="birth year as a number in the source's calendar, or null"
+    )
+    death_year: int | None = Field(
+        ge=0, le=2100, description="death year as a number in the source's calendar, or null"
+    )
+    calendar: Literal["AH", "CE"] | None = Field(
+        description="calendar of the years: AH (hijri) or CE; null if no year"
+    )
+    birth_place: Place | None = Field(description="place of birth, or null")
+    death_place: Place | None = Field(description="place of death, or null")
+    teachers: list[Name] = Field(max_length=5, description="people he narrated from")
+    students: list[Name] = Field(max_length=5, description="people who narrated from him")
+    family: list[Relative] = Field(max_length=4, description="relatives named in the text")
+    grade: Grade = Field(
+        description="the narrator's grade: " + "; ".join(f"{k} = {v}" for k, v in GRADES.items())
+    )
+    summary_en: str = Field(max_length=200, description="one-line English summary")
+
+
+INSTRUCTIONS = """\
+You extract structured data from biographical entries (tarajim) of hadith narrators, \
+mostly in Arabic. For each item, fill every field from that item's text only.
+Rules:
+- Copy names, places and dates as written in the text; do not translate them.
+- Years are numbers in the calendar of the source; most Arabic sources count in AH (hijri).
+- Use null or an empty list when the text does not say; never invent.
+- grade follows the text's verdict on the narrator (for Ibn Hajar: ثقة, صدوق, مقبول, ضعيف, متروك).
+- summary_en is one short English sentence about the subject."""
+
+BIOGRAPHY = ExtractionTask(
+    name="biography",
+    description="Narrator biographies: names, dates, places, teachers, students, family, grade.",
+    item_model=Biography,
+    instructions=INSTRUCTIONS,
+    output_tokens_per_item=400,
+)

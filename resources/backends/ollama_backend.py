@@ -1,0 +1,93 @@
+"""Ollama through the official `ollama.AsyncClient` and its native /api/chat.
+
+format=schema constrains the answer; num_ctx is the served context (max_model_len) and
+num_predict the call's output budget. done_reason "length" maps to finish_reason "length".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import ollama
+
+from resources.backends.base import (
+    Completion,
+    ContextLengthError,
+    ReplicatedClient,
+    RequestRejectedError,
+    Retryable,
+    looks_like_context_overflow,
+)
+
+
+def native_host(base_url: str) -> str:
+    """Ollama's native API lives at the root; accept an OpenAI-style .../v1 URL too."""
+    url = base_url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+class OllamaClient(ReplicatedClient):
+    backend = "ollama"
+
+    def __init__(self, base_urls: list[str], model: str, *, api_key: str | None,
+                 max_model_len: int, **kwargs: Any) -> None:
+        super().__init__(base_urls, model, **kwargs)
+        self.max_model_len = max_model_len
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._sdk = {
+            url: ollama.AsyncClient(host=native_host(url), timeout=self.timeout_s, headers=headers)
+            for url in base_urls
+        }
+
+    def generation_params(self) -> dict[str, Any]:
+        return {**super().generation_params(), "num_ctx": self.max_model_len}
+
+    def _options(self, max_tokens: int) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "temperature": self.temperature,
+            "num_ctx": self.max_model_len,
+            "num_predict": max_tokens,
+        }
+        if self.seed is not None:
+            options["seed"] = self.seed
+        return options
+
+    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict,
+                            schema_name: str, max_tokens: int) -> Completion:
+        started = time.monotonic()
+        try:
+            response = await self._sdk[base_url].chat(
+                model=self.model,
+                messages=messages,
+                format=schema,
+                options=self._options(max_tokens),
+                stream=False,
+            )
+        except httpx.TimeoutException:
+            raise Retryable(f"timeout after {self.timeout_s:.0f}s") from None
+        except (ConnectionError, httpx.TransportError) as exc:
+            raise Retryable(f"connection error: {type(exc).__name__}") from None
+        except ollama.ResponseError as exc:
+            status, message = exc.status_code, str(exc.error)[:500]
+            if status in (408, 429) or status >= 500 or status < 0:
+                raise Retryable(f"HTTP {status}: {message[:200]}") from None
+            if looks_like_context_overflow(message):
+                raise ContextLengthError(base_url, message) from None
+            raise RequestRejectedError(base_url, status, message) from None
+        except ValueError as exc:  # a body that is not JSON / not a chat response
+            raise Retryable(f"malformed response: {type(exc).__name__}") from None
+        done_reason = response.done_reason
+        return Completion(
+            text=(response.message.content if response.message else "") or "",
+            finish_reason="length" if done_reason == "length" else (done_reason or "stop"),
+            prompt_tokens=response.prompt_eval_count or 0,
+            completion_tokens=response.eval_count or 0,
+            latency_s=time.monotonic() - started,
+            base_url=base_url,
+        )
+
+    async def aclose(self) -> None:
+        for sdk in self._sdk.values():
+            await sdk._client.aclose()

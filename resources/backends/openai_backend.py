@@ -1,0 +1,132 @@
+"""vLLM and OpenAI through the OpenAI chat-completions protocol (`openai.AsyncOpenAI`).
+
+One SDK client per base URL, SDK retries off (ReplicatedClient retries, across replicas).
+vLLM gets its structured-outputs request (schema + compact JSON); OpenAI gets
+response_format json_schema with strict=True.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import openai
+
+from resources.backends.base import (
+    Completion,
+    ContextLengthError,
+    ReplicatedClient,
+    RequestRejectedError,
+    Retryable,
+    looks_like_context_overflow,
+)
+
+_RETRY_STATUSES = {408, 409, 425, 429}
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        msg = body.get("message") or (body.get("error") or {}).get("message")
+        if isinstance(msg, str):
+            return msg[:500]
+    return str(exc.message)[:500]
+
+
+def openai_strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI strict mode rejects string-length keywords; lengths are checked client-side."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(copy.deepcopy(schema))
+
+
+class OpenAIProtocolClient(ReplicatedClient):
+    """Client for vLLM (backend="vllm") and the OpenAI API (backend="openai")."""
+
+    def __init__(self, backend: str, base_urls: list[str], model: str, *, api_key: str | None,
+                 **kwargs: Any) -> None:
+        super().__init__(base_urls, model, **kwargs)
+        if backend not in ("vllm", "openai"):
+            raise ValueError(f"not an OpenAI-protocol backend: {backend!r}")
+        self.backend = backend
+        # vLLM ignores the key unless started with --api-key; the SDK insists on one.
+        key = api_key or "EMPTY"
+        self._sdk = {
+            url: openai.AsyncOpenAI(
+                base_url=url, api_key=key, timeout=self.timeout_s, max_retries=0
+            )
+            for url in base_urls
+        }
+
+    def _request_args(self, schema: dict, schema_name: str, max_tokens: int) -> dict[str, Any]:
+        args: dict[str, Any] = {"temperature": self.temperature}
+        if self.seed is not None:
+            args["seed"] = self.seed
+        if self.backend == "vllm":
+            args["max_tokens"] = max_tokens
+            # disable_any_whitespace: compact JSON, fewer output tokens. vLLM 0.32 reads it from
+            # the server's --structured-outputs-config; sent per request too for servers that
+            # honour it there.
+            args["extra_body"] = {
+                "structured_outputs": {"json": schema, "disable_any_whitespace": True}
+            }
+        else:
+            args["max_completion_tokens"] = max_tokens
+            args["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": schema_name,
+                    "schema": openai_strict_schema(schema),
+                    "strict": True,
+                },
+            }
+        return args
+
+    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict,
+                            schema_name: str, max_tokens: int) -> Completion:
+        started = time.monotonic()
+        try:
+            response = await self._sdk[base_url].chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                **self._request_args(schema, schema_name, max_tokens),
+            )
+        except openai.APITimeoutError:
+            raise Retryable(f"timeout after {self.timeout_s:.0f}s") from None
+        except openai.APIConnectionError as exc:
+            raise Retryable(f"connection error: {type(exc.__cause__ or exc).__name__}") from None
+        except openai.APIStatusError as exc:
+            status, message = exc.status_code, _error_message(exc)
+            if status in _RETRY_STATUSES or status >= 500:
+                raise Retryable(f"HTTP {status}: {message[:200]}") from None
+            if status in (400, 413, 422) and looks_like_context_overflow(message):
+                raise ContextLengthError(base_url, message) from None
+            raise RequestRejectedError(base_url, status, message) from None
+        except openai.APIResponseValidationError as exc:
+            raise Retryable(f"malformed response: {exc.message[:200]}") from None
+        except ValueError as exc:  # e.g. a 200 whose body is not JSON
+            raise Retryable(f"malformed response: {type(exc).__name__}") from None
+        latency = time.monotonic() - started
+        if not getattr(response, "choices", None):
+            raise Retryable("response without choices")
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason,
+            prompt_tokens=(usage.prompt_tokens if usage else 0) or 0,
+            completion_tokens=(usage.completion_tokens if usage else 0) or 0,
+            latency_s=latency,
+            base_url=base_url,
+        )
+
+    async def aclose(self) -> None:
+        for sdk in self._sdk.values():
+            await sdk.close()
