@@ -23,6 +23,7 @@ def _serve_config(args: argparse.Namespace) -> serve.ServerConfig:
         kv_cache_gib=args.kv_cache_gib,
         quantization=args.quantization,
         gpu_memory_utilization=args.gpu_memory_utilization,
+        compact_json=args.compact_json,
         extra_args=shlex.split(args.extra_args or ""),
         ready_timeout=args.ready_timeout,
         state_dir=args.state_dir,
@@ -31,14 +32,14 @@ def _serve_config(args: argparse.Namespace) -> serve.ServerConfig:
 
 def cmd_serve_start(args: argparse.Namespace) -> int:
     config = _serve_config(args)
+    if args.print_command:
+        print(shlex.join(serve.build_command(config.resolved())))
+        return 0
     status = serve.server_status(args.state_dir)
     if status.running:
         ready = "ready" if status.ready else "starting, not answering yet"
         print(f"already running ({ready}): {status.url} pid={status.pid} model={status.model}")
         return 0 if status.url == config.url else 1
-    if args.print_command:
-        print(shlex.join(serve.build_command(config.resolved())))
-        return 0
     t0 = time.monotonic()
     try:
         handle = serve.start_server(config)
@@ -129,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--kv-cache-gib", type=int, default=d.kv_cache_gib, help="CPU only")
     start.add_argument("--quantization", default=None, help="GPU default: awq")
     start.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization)
+    start.add_argument(
+        "--compact-json",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="structured outputs without optional whitespace (default: on for CPU, off for GPU)",
+    )
     start.add_argument(
         "--extra-args",
         default="",

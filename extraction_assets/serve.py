@@ -25,6 +25,7 @@ from extraction_assets.model_cache import MODEL_NAME, is_prepared, model_cache_d
 
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-14B-Instruct-AWQ"
 LOG_TAIL_LINES = 30
+COMPACT_JSON_CONFIG = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
 def extraction_home() -> Path:
@@ -57,6 +58,9 @@ class ServerConfig:
     kv_cache_gib: int = 2  # CPU only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
     quantization: str | None = None  # GPU default: awq
     gpu_memory_utilization: float = 0.90
+    # Compact JSON under structured outputs (server-wide in vLLM 0.32: the per-request
+    # `disable_any_whitespace` is accepted but ignored). Default: on for CPU, off for GPU.
+    compact_json: bool | None = None
     extra_args: list[str] = field(default_factory=list)  # plus env EXTRACTION_VLLM_ARGS
     ready_timeout: float = 300.0
     state_dir: Path | None = None
@@ -80,6 +84,7 @@ class ServerConfig:
                 "model": model,
                 "served_model_name": served,
                 "quantization": quant or None,
+                "compact_json": (not gpu) if self.compact_json is None else self.compact_json,
                 "extra_args": [*self.extra_args, *env_args],
                 "state_dir": Path(self.state_dir or default_state_dir()).expanduser().resolve(),
             }
@@ -118,6 +123,9 @@ def build_command(config: ServerConfig) -> list[str]:
     else:
         # bfloat16 is what the model was converted to; eager skips ~2 min of graph compilation.
         cmd += ["--dtype", "bfloat16", "--enforce-eager"]
+    if c.compact_json and "--structured-outputs-config" not in c.extra_args:
+        # ~20% fewer tokens per answer, and no runaway whitespace from a small model.
+        cmd += ["--structured-outputs-config", json.dumps(COMPACT_JSON_CONFIG)]
     return cmd + list(c.extra_args)
 
 

@@ -1,0 +1,51 @@
+"""Shared fixtures. The LLM server: one real vLLM server per test session (or an existing one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from extraction_assets import serve
+
+# --- the vLLM server --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(base URL, served model name): $EXTRACTION_TEST_LLM_URL if set, else a fresh server on a
+    free port with its own state dir, stopped at session end."""
+    url = os.environ.get("EXTRACTION_TEST_LLM_URL")
+    if url:
+        url = url.rstrip("/")
+        models = serve.list_models(url, timeout=10)
+        if not models:
+            pytest.fail(f"EXTRACTION_TEST_LLM_URL={url} does not answer GET /models")
+        yield url, os.environ.get("EXTRACTION_TEST_LLM_MODEL", models[0])
+        return
+    state_dir = tmp_path_factory.mktemp("vllm-server")
+    # A generous timeout: on 2 busy cores the worker start alone has taken over 3 minutes.
+    config = serve.ServerConfig(
+        port=serve.free_port(), state_dir=state_dir, gpu=False, ready_timeout=600
+    )
+    try:
+        handle = serve.start_server(config)
+    except serve.ServerError as exc:
+        pytest.fail(f"could not start the test vLLM server: {exc}", pytrace=False)
+    try:
+        yield handle.url, handle.model
+    finally:
+        serve.stop_server(state_dir)
+
+
+@pytest.fixture(scope="session")
+def vllm_url(_vllm_server: tuple[str, str]) -> str:
+    """Base URL of a real vLLM server, e.g. "http://127.0.0.1:PORT/v1"."""
+    return _vllm_server[0]
+
+
+@pytest.fixture(scope="session")
+def vllm_model(_vllm_server: tuple[str, str]) -> str:
+    """The served model name to put in requests."""
+    return _vllm_server[1]
