@@ -44,7 +44,7 @@ class Relative(BaseModel):
 class Biography(BaseModel):
     name: Name = Field(description="the subject's main name as written in the text")
     other_names: list[Name] = Field(
-        max_length=4, description="kunya, laqab, nisba or other names of the subject"
+        max_length=3, description="kunya, laqab, nisba or other names of the subject"
     )
     birth_date_text: str | None = Field(
         max_length=60, description="birth date exactly as written, null if absent"
@@ -65,7 +65,7 @@ class Biography(BaseModel):
     death_place: Place | None = Field(description="place of death, or null")
     teachers: list[Name] = Field(max_length=5, description="people he narrated from")
     students: list[Name] = Field(max_length=5, description="people who narrated from him")
-    family: list[Relative] = Field(max_length=4, description="relatives named in the text")
+    family: list[Relative] = Field(max_length=3, description="relatives named in the text")
     grade: Grade = Field(
         description="the narrator's grade: " + "; ".join(f"{k} = {v}" for k, v in GRADES.items())
     )

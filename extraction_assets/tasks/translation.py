@@ -12,7 +12,7 @@ class Translation(BaseModel):
         max_length=40, description="the language of the item's text, in English, e.g. Arabic"
     )
     translation_en: str = Field(
-        max_length=4000, description="faithful English translation of the whole item text"
+        max_length=3000, description="faithful English translation of the whole item text"
     )
 
 

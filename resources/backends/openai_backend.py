@@ -34,15 +34,26 @@ def _error_message(exc: openai.APIStatusError) -> str:
     return str(exc.message)[:500]
 
 
+# Keywords OpenAI strict mode has rejected (or not enforced) across model versions; the
+# client-side pydantic validation enforces them anyway.
+_OPENAI_UNSAFE_KEYWORDS = ("maxLength", "minLength", "minimum", "maximum")
+
+
 def openai_strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI strict mode rejects string-length keywords; lengths are checked client-side."""
+    """The schema without keywords OpenAI strict mode may refuse."""
 
     def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: walk(v) for k, v in node.items() if k not in ("maxLength", "minLength")}
         if isinstance(node, list):
             return [walk(v) for v in node]
-        return node
+        if not isinstance(node, dict):
+            return node
+        out = {}
+        for key, value in node.items():
+            if key in ("properties", "$defs"):  # maps of names (a field may be called "maximum")
+                out[key] = {name: walk(sub) for name, sub in value.items()}
+            elif key not in _OPENAI_UNSAFE_KEYWORDS:
+                out[key] = walk(value)
+        return out
 
     return walk(copy.deepcopy(schema))
 
