@@ -3,7 +3,8 @@
 python -m extraction_assets.evaluation --compare-editions
 
 The LLM comes from the environment (LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, ...).
-Exit codes: 0 done, 2 a gold file is missing or the arguments are wrong.
+Exit codes: 0 done, 1 the LLM server failed during a run (partial results are still
+written), 2 a gold file is missing or the arguments are wrong.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(results))
     for kind, path in results.get("files", {}).items():
         print(f"{kind}: {path}")
+    failed_runs = [r["items_per_call"] for r in results["runs"] if r.get("error")]
+    if failed_runs:
+        print(f"error: the LLM server failed during the runs with items_per_call={failed_runs}; "
+              "their unfinished documents count as unanswered", file=sys.stderr)
+        return 1
     return 0
 
 

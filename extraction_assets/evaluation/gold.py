@@ -64,6 +64,7 @@ class GoldDocument:
     source: str  # where the document came from, e.g. "redocred/dev_revised.json#17"
     gold_sources: dict[str, str] = field(default_factory=dict)  # field -> where the value came from
     uncovered: dict[str, Any] = field(default_factory=dict)  # gold the task has no field for
+    notes: dict[str, Any] = field(default_factory=dict)  # context, e.g. the year as written
 
 
 # --- Re-DocRED --------------------------------------------------------------------------------
@@ -330,6 +331,7 @@ def taqrib_gold(entry: TaqribEntry, row: dict[str, str] | None) -> GoldDocument:
     gold: dict[str, Any] = {}
     sources: dict[str, str] = {}
     uncovered: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
     row_ref = f"ar-sanad:id={row.get('id')}" if row else ""
     text_generation = generation_from_text(entry.text)
 
@@ -358,7 +360,7 @@ def taqrib_gold(entry: TaqribEntry, row: dict[str, str] | None) -> GoldDocument:
     stated = find_death_year(entry.text)
     if stated is not None:
         full = complete_century(stated, text_generation)
-        uncovered["death_year_as_written"] = stated.value
+        notes["death_year_as_written"] = stated.value
         if not years:
             years = full.candidates()
             sources["death_year"] = (
@@ -376,6 +378,7 @@ def taqrib_gold(entry: TaqribEntry, row: dict[str, str] | None) -> GoldDocument:
         source=f"line {entry.line}",
         gold_sources=sources,
         uncovered=uncovered,
+        notes=notes,
     )
 
 

@@ -49,7 +49,7 @@ async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], clie
                         corpus: str) -> dict[str, Any]:
     """Extract `docs` at one pack size. Returns predictions, the packs answers came from, and
     the run summary."""
-    from extraction_assets.engine import EngineSettings, extract
+    from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
 
     documents = [Document.make(corpus, d.doc_id, d.text, d.source) for d in docs]
     predictions: dict[str, dict[str, Any] | None] = {}
@@ -68,8 +68,16 @@ async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], clie
 
     settings = EngineSettings(items_per_call=items_per_call, max_concurrency=max_concurrency,
                               max_model_len=max_model_len)
-    summary = await extract(task, documents, client, settings, on_outcome, log=log)
-    return {"predictions": predictions, "errors": errors, "packs": packs, "summary": summary}
+    summary: dict[str, Any] = {}
+    error = None
+    try:
+        summary = (await extract(task, documents, client, settings, on_outcome, log=log)).as_metadata()
+    except ServerUnavailableError as exc:
+        # Keep what finished; the unfinished documents score as unanswered and the run says why.
+        error = str(exc)
+        log.error("items_per_call=%s: %s", items_per_call, exc)
+    return {"predictions": predictions, "errors": errors, "packs": packs, "summary": summary,
+            "error": error}
 
 
 async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
@@ -96,7 +104,8 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
                 "items_per_call": k,
                 "scores": scores,
                 "contamination": cont.as_dict(),
-                "run_summary": out["summary"].as_metadata(),
+                "run_summary": out["summary"],
+                "error": out["error"],
                 "failed": out["errors"],
                 "predictions": out["predictions"],
                 "wall_s": round(time.time() - started, 2),
