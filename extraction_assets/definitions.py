@@ -8,16 +8,15 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from resources.store import DuckDBStore
 
 from extraction_assets.corpora.assets import corpus_documents
-from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
 from extraction_assets.extractions.assets import build_task_assets
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import get_task
 from resources.llm import LLMResource
+from resources.store import DuckDBStore
 
 _API_KEY_VARS = ("LLM_API_KEY", "OPENAI_API_KEY")
 
@@ -39,7 +38,6 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     job = dg.define_asset_job(
         "extract_corpus",
         selection=dg.AssetSelection.assets(corpus_documents, *task_assets),
-        partitions_def=corpus_partitions,
         description="Sync a corpus from its source folder, extract what is pending, refresh typed tables.",
     )
     running = os.environ.get("EXTRACTION_AUTOMATION_DEFAULT", "running") == "running"

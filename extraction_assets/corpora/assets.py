@@ -1,6 +1,5 @@
 """The corpus documents asset: a corpus folder on disk, synced into the store's documents table."""
 
-from __future__ import annotations
 
 import dagster as dg
 from resources.store import DuckDBStore

@@ -5,16 +5,16 @@ run extracts only what is pending (new, changed, or failed under the retry limit
 costs no LLM calls.
 """
 
-from __future__ import annotations
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.settings import Settings
 
 
 def build_catch_up_schedule(
-    job: dg.UnresolvedAssetJobDefinition,
+    job: dg.JobDefinition | UnresolvedAssetJobDefinition,
     settings: Settings,
     default_status: dg.DefaultScheduleStatus,
 ) -> dg.ScheduleDefinition:

@@ -4,11 +4,11 @@ Change detection uses a content fingerprint per corpus kept in the sensor cursor
 opens DuckDB (which a running extraction may be writing).
 """
 
-from __future__ import annotations
 
 import json
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.corpora.sources import corpus_fingerprint, list_corpora
@@ -16,7 +16,7 @@ from extraction_assets.settings import Settings
 
 
 def build_source_sensor(
-    job: dg.UnresolvedAssetJobDefinition, settings: Settings, default_status: dg.DefaultSensorStatus
+    job: dg.JobDefinition | UnresolvedAssetJobDefinition, settings: Settings, default_status: dg.DefaultSensorStatus
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="corpus_source_sensor",

@@ -3,7 +3,6 @@
 corpus_documents -> {task}_extractions -> {task}_table (+ Parquet export)
 """
 
-from __future__ import annotations
 
 import asyncio
 from typing import Any

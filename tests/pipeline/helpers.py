@@ -84,6 +84,12 @@ def make_project(
     return Settings.from_env()
 
 
+def real_instance(path: Path):  # type: ignore[no-untyped-def]
+    """A real, persistent-on-disk (SQLite) Dagster instance in a temp folder."""
+    path.mkdir(parents=True, exist_ok=True)
+    return dg.instance_for_test(temp_dir=str(path))
+
+
 def project(settings: Settings, instance: dg.DagsterInstance) -> Project:
     return Project(settings, build_definitions(settings), instance)
 

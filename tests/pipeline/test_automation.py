@@ -8,16 +8,25 @@ import datetime as dt
 import dagster as dg
 
 from extraction_assets.corpora.partitions import corpus_partitions
-from tests.pipeline.helpers import SAMPLE_CORPUS, make_project, project, read_jsonl, write_jsonl
+from tests.pipeline.helpers import (
+    SAMPLE_CORPUS,
+    make_project,
+    project,
+    read_jsonl,
+    real_instance,
+    write_jsonl,
+)
 
 
 def _evaluate_sensor(p, instance, cursor):
+    """One tick, applied the way the daemon applies it: partitions added first, then runs requested."""
     sensor = p.defs.resolve_sensor_def("corpus_source_sensor")
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=p.defs)
-    result = sensor.evaluate_tick(context)
-    # Apply what the daemon would apply: the partitions it asked to add.
+    result = sensor(context)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    known = set(instance.get_dynamic_partitions(corpus_partitions.name))
+    assert {r.partition_key for r in result.run_requests} <= known
     return result
 
 
@@ -26,7 +35,7 @@ def test_sensor_adds_partitions_and_requests_only_changed_corpora(tmp_path, monk
     docs = read_jsonl(SAMPLE_CORPUS)[:4]
     write_jsonl(settings.source_root / "alpha" / "documents.jsonl", docs)
     write_jsonl(settings.source_root / "beta corpus" / "documents.jsonl", docs[:2])
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
+    with real_instance(tmp_path / "dh") as instance:
         p = project(settings, instance)
         first = _evaluate_sensor(p, instance, None)
         assert sorted(r.partition_key for r in first.run_requests) == ["alpha", "beta corpus"]
@@ -55,17 +64,25 @@ def test_sensor_adds_partitions_and_requests_only_changed_corpora(tmp_path, monk
 
 def test_schedule_requests_every_corpus_partition(tmp_path, monkeypatch):
     settings = make_project(tmp_path, monkeypatch, "http://127.0.0.1:9/v1", "unused")
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dh")) as instance:
+    with real_instance(tmp_path / "dh") as instance:
         p = project(settings, instance)
         schedule = p.defs.resolve_schedule_def("catch_up_schedule")
         when = dt.datetime(2026, 11, 29, 2, 0, tzinfo=dt.UTC)
         empty = schedule.evaluate_tick(
-            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+            dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=when,
+                repository_def=p.defs.get_repository_def(),
+            )
         )
         assert not empty.run_requests
         instance.add_dynamic_partitions(corpus_partitions.name, ["a", "b", "c"])
         tick = schedule.evaluate_tick(
-            dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+            dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=when,
+                repository_def=p.defs.get_repository_def(),
+            )
         )
         assert sorted(r.partition_key for r in tick.run_requests) == ["a", "b", "c"]
         assert len({r.run_key for r in tick.run_requests}) == 3

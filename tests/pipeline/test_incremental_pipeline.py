@@ -7,7 +7,14 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from tests.pipeline.helpers import corrected_ids, make_project, project, small_sample, write_jsonl
+from tests.pipeline.helpers import (
+    corrected_ids,
+    make_project,
+    project,
+    real_instance,
+    small_sample,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.vllm
 
@@ -25,7 +32,7 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
     assert len(changed) == 3
     write_jsonl(settings.source_root / "sample" / "documents.jsonl", before)
 
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    with real_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         first = p.run("sample")
         assert first.success
