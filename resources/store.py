@@ -43,6 +43,7 @@ from resources._store_schema import (
     task_view_sql,
     view_name,
 )
+from resources._store_sync import INCOMING_DDL, apply_sync, insert_incoming
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _SYNC_CHUNK = 10_000
@@ -107,6 +108,8 @@ class DuckDBStore(dg.ConfigurableResource):
 
     path: str
     lock_timeout_s: float = 60.0
+    # DuckDB's buffer pool per process (it spills to disk beyond); its default is 80% of RAM.
+    memory_limit: str = "512MB"
 
     _schema_ready: bool = PrivateAttr(default=False)
 
@@ -117,7 +120,7 @@ class DuckDBStore(dg.ConfigurableResource):
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(self.path, read_only=read_only)
+                con = duckdb.connect(self.path, read_only=read_only)
             except duckdb.ConnectionException as exc:
                 # This process already has the file open read-write: share that instance.
                 if read_only and "different configuration" in str(exc):
@@ -137,6 +140,10 @@ class DuckDBStore(dg.ConfigurableResource):
                     ) from exc
                 time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
                 delay = min(delay * 2, 0.25)
+                continue
+            if self.memory_limit:
+                con.execute("SET memory_limit = $1", [self.memory_limit])
+            return con
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -201,10 +208,7 @@ class DuckDBStore(dg.ConfigurableResource):
         """
         now = _utcnow()
         with self._transaction() as con:
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE incoming "
-                "(doc_id VARCHAR, text VARCHAR, content_hash VARCHAR, source VARCHAR)"
-            )
+            con.execute(INCOMING_DDL)
             chunk: list[Document] = []
             for doc in documents:
                 if doc.corpus != corpus:
@@ -213,9 +217,9 @@ class DuckDBStore(dg.ConfigurableResource):
                     )
                 chunk.append(doc)
                 if len(chunk) >= _SYNC_CHUNK:
-                    _insert_incoming(con, chunk)
+                    insert_incoming(con, chunk)
                     chunk = []
-            _insert_incoming(con, chunk)
+            insert_incoming(con, chunk)
             duplicates = con.execute(
                 "SELECT doc_id FROM incoming GROUP BY doc_id HAVING count(*) > 1 ORDER BY doc_id LIMIT 20"
             ).fetchall()
@@ -223,50 +227,7 @@ class DuckDBStore(dg.ConfigurableResource):
                 raise ValueError(
                     f"corpus {corpus!r}: duplicated document ids {[d[0] for d in duplicates]}; nothing synced"
                 )
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE diff AS
-                SELECT coalesce(i.doc_id, d.doc_id) AS doc_id,
-                    CASE WHEN d.doc_id IS NULL THEN 'new'
-                         WHEN i.doc_id IS NULL THEN CASE WHEN d.deleted THEN NULL ELSE 'deleted' END
-                         WHEN d.deleted THEN 'restored'
-                         WHEN d.content_hash <> i.content_hash THEN 'changed'
-                         ELSE 'unchanged' END AS change
-                FROM incoming i FULL OUTER JOIN
-                    (SELECT doc_id, content_hash, deleted FROM documents WHERE corpus = $corpus) d
-                    ON i.doc_id = d.doc_id""",
-                {"corpus": corpus},
-            )
-            counts = dict(
-                con.execute("SELECT change, count(*) FROM diff GROUP BY change").fetchall()
-            )
-            con.execute(
-                "INSERT INTO changes SELECT $run_id, $corpus, NULL, doc_id, change, NULL, NULL, NULL, $now "
-                "FROM diff WHERE change IN ('new', 'changed', 'deleted', 'restored')",
-                {"run_id": run_id, "corpus": corpus, "now": now},
-            )
-            con.execute(
-                """UPDATE documents SET text = i.text, content_hash = i.content_hash,
-                    source = i.source, deleted = false,
-                    last_changed = CASE WHEN documents.deleted
-                        OR documents.content_hash <> i.content_hash THEN $now
-                        ELSE documents.last_changed END
-                FROM incoming i
-                WHERE documents.corpus = $corpus AND documents.doc_id = i.doc_id
-                  AND (documents.deleted OR documents.content_hash <> i.content_hash
-                       OR documents.source IS DISTINCT FROM i.source)""",
-                {"corpus": corpus, "now": now},
-            )
-            con.execute(
-                "UPDATE documents SET deleted = true, last_changed = $now WHERE corpus = $corpus "
-                "AND doc_id IN (SELECT doc_id FROM diff WHERE change = 'deleted')",
-                {"corpus": corpus, "now": now},
-            )
-            con.execute(
-                "INSERT INTO documents SELECT $corpus, i.doc_id, i.text, i.content_hash, i.source, "
-                "$now, $now, false FROM incoming i JOIN diff ON diff.doc_id = i.doc_id "
-                "WHERE diff.change = 'new'",
-                {"corpus": corpus, "now": now},
-            )
+            counts = apply_sync(con, corpus, run_id, now)
 
             def sample(kind: str) -> list[str]:
                 rows = con.execute(
@@ -290,7 +251,6 @@ class DuckDBStore(dg.ConfigurableResource):
                 deleted_ids=sample("deleted"),
                 restored_ids=sample("restored"),
             )
-            con.execute("DROP TABLE incoming")
             con.execute("DROP TABLE diff")
         return result
 
@@ -537,21 +497,6 @@ class DuckDBStore(dg.ConfigurableResource):
 
 def _pending_params(corpus: str, task: str, task_version: str, retry_limit: int) -> dict[str, Any]:
     return {"corpus": corpus, "task": task, "version": task_version, "retry_limit": retry_limit}
-
-
-def _insert_incoming(con: duckdb.DuckDBPyConnection, docs: list[Document]) -> None:
-    if not docs:
-        return
-    # Lists as parameters and unnest: one statement per chunk, no pandas/arrow needed.
-    con.execute(
-        "INSERT INTO incoming SELECT unnest($1), unnest($2), unnest($3), unnest($4)",
-        [
-            [d.doc_id for d in docs],
-            [d.text for d in docs],
-            [d.content_hash for d in docs],
-            [d.source for d in docs],
-        ],
-    )
 
 
 def _field_diffs(

@@ -113,6 +113,7 @@ def test_sync_counts_new_changed_deleted_restored(store: DuckDBStore) -> None:
         0,
         3,
     )
+    first_seen = query(store, "SELECT first_seen, last_changed FROM documents WHERE doc_id = 'b'")
     s = store.sync_documents(CORPUS, docs(a="A", b="B2", d="D"), "r2")
     assert (s.new, s.changed, s.deleted, s.restored, s.unchanged, s.total_current) == (
         1,
@@ -123,6 +124,11 @@ def test_sync_counts_new_changed_deleted_restored(store: DuckDBStore) -> None:
         3,
     )
     assert (s.changed_ids, s.new_ids, s.deleted_ids) == (["b"], ["d"], ["c"])
+    # A corrected document keeps when it was first seen; its last change moves.
+    ((b_first, b_changed),) = query(
+        store, "SELECT first_seen, last_changed FROM documents WHERE doc_id = 'b'"
+    )
+    assert b_first == first_seen[0][0] and b_changed > first_seen[0][1]
     # The tombstone keeps the text; it is not erased.
     assert query(store, "SELECT text, deleted FROM documents WHERE doc_id = 'c'") == [("C", True)]
     s = store.sync_documents(CORPUS, docs(a="A", b="B2", c="C", d="D"), "r3")
@@ -268,6 +274,15 @@ def test_result_for_an_outdated_text_is_kept_but_stays_pending(store: DuckDBStor
     record(store, outcome([ok(old)]))
     assert query(store, "SELECT content_hash FROM extractions") == [(old.content_hash,)]
     assert pending_ids(store) == ["a"]
+
+
+def test_moved_lines_update_only_the_source(store: DuckDBStore) -> None:
+    (b,) = docs(b="B")
+    store.sync_documents(CORPUS, [Document.make(CORPUS, "a", "A", "d.jsonl:1"), b], "r1")
+    s = store.sync_documents(CORPUS, [Document.make(CORPUS, "a", "A", "d.jsonl:7"), b], "r2")
+    assert (s.unchanged, s.changed) == (2, 0)
+    assert query(store, "SELECT source FROM documents WHERE doc_id = 'a'") == [("d.jsonl:7",)]
+    assert store.change_report("r2") == []
 
 
 def test_deleted_documents_are_not_pending(store: DuckDBStore) -> None:
