@@ -1,6 +1,7 @@
 # Entry points: `make test` is what CI runs (.ci/run); `make demo` shows the whole thing.
 PY := .venv/bin/python
-DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# The same instance `make demo` writes to, so its runs show in the UI.
+DAGSTER_HOME ?= $(CURDIR)/.extraction/dagster_home
 
 .PHONY: setup test demo serve stop status ui
 
@@ -23,6 +24,9 @@ stop:
 status:
 	$(PY) -m extraction_assets serve status
 
+# Webserver + daemon (sensor, schedule, run queue) on http://127.0.0.1:3000, with the local server up.
 ui: setup
+	$(PY) -m extraction_assets serve start
 	mkdir -p "$(DAGSTER_HOME)"
-	DAGSTER_HOME="$(DAGSTER_HOME)" .venv/bin/dagster dev -w workspace.yaml
+	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	DAGSTER_HOME="$(DAGSTER_HOME)" .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
