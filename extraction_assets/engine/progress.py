@@ -54,5 +54,5 @@ class Progress:
 async def report_periodically(progress: Progress, log: logging.Logger, interval_s: float) -> None:
     """Log a progress line every interval_s until cancelled."""
     while True:
-        await asyncio.sleep(interval_s)
+        await asyncio.sleep(max(interval_s, 0.1))
         log.info(progress.line())

@@ -87,5 +87,9 @@ BIOGRAPHY = ExtractionTask(
     description="Narrator biographies: names, dates, places, teachers, students, family, grade.",
     item_model=Biography,
     instructions=INSTRUCTIONS,
-    output_tokens_per_item=400,
+    # Measured on the dev server (SmolLM2-135M, compact JSON, one item per call): 285 tokens
+    # for an English entry, 463 and 656 for Arabic ones, >1000 (looping) for a third. The
+    # budget is pooled over a pack, so 600/item covers the finishing answers; looping ones
+    # are cut, retried with twice the budget, then failed.
+    output_tokens_per_item=600,
 )
