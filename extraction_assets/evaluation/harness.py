@@ -189,6 +189,7 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     ax.plot(sizes, [float("nan") if c is None else c for c in cont], "k--", marker="x",
             label="contamination")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("items per call (pack size)")

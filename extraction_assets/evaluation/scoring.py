@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from extraction_assets.evaluation.gold import GoldDocument
-from extraction_assets.evaluation.normalize import names_match, normalize_name
+from extraction_assets.evaluation.normalize import grade_from_text, names_match, normalize_name
 
 
 @dataclass(frozen=True)
@@ -233,7 +233,7 @@ def contamination(packs: Sequence[Sequence[str]], texts: Mapping[str, str],
     """Answers that name someone (or somewhere) found only in ANOTHER document of the same pack.
 
     Names are compared as normalised whole-token sequences; names shorter than three
-    characters are ignored (too common to attribute)."""
+    characters and grade words are ignored (too common to attribute to one document)."""
     report = ContaminationReport()
     keys = {doc_id: normalize_name(text) for doc_id, text in texts.items()}
     for pack in packs:
@@ -245,7 +245,8 @@ def contamination(packs: Sequence[Sequence[str]], texts: Mapping[str, str],
             others = [o for o in pack if o != doc_id and o in keys]
             for name in answer_names(answer):
                 key = normalize_name(name)
-                if len(key) < 3 or _mentions(keys.get(doc_id, ""), key):
+                # Grade words ("صدوق") in a name field are a wrong answer, not a borrowed name.
+                if len(key) < 3 or _mentions(keys.get(doc_id, ""), key) or grade_from_text(name):
                     continue
                 source = next((o for o in others if _mentions(keys[o], key)), None)
                 if source is not None:

@@ -92,7 +92,7 @@ def test_contamination_in_a_hand_made_pack() -> None:
     predictions = {
         "p1": {"name": "سفيان بن عيينة", "teachers": ["عمرو بن دينار"]},  # clean
         "p2": {"name": "مالك بن أنس", "teachers": ["نافع", "قتادة"]},  # قتادة is only in p3
-        "p3": {"name": "سفيان بن عيينة", "teachers": []},  # p1's subject
+        "p3": {"name": "سفيان بن عيينة", "teachers": [], "other_names": ["إمام"]},  # p1's subject
     }
     report = contamination([["p1", "p2", "p3"]], texts, predictions)
     assert (report.answers, report.contaminated) == (3, 2)
@@ -101,3 +101,6 @@ def test_contamination_in_a_hand_made_pack() -> None:
     # the same answers in packs of one cannot be contaminated
     alone = contamination([["p1"], ["p2"], ["p3"]], texts, predictions)
     assert alone.contaminated == 0
+    # a grade word copied into a name field is not attributed to another document
+    graded = contamination([["p1", "p2"]], texts, {"p1": {"name": "x", "other_names": ["إمام"]}})
+    assert graded.contaminated == 0
