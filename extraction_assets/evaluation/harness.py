@@ -104,6 +104,7 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
                 "items_per_call": k,
                 "scores": scores,
                 "contamination": cont.as_dict(),
+                "packs": out["packs"],
                 "run_summary": out["summary"],
                 "error": out["error"],
                 "failed": out["errors"],
