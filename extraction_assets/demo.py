@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import sys
@@ -31,6 +32,12 @@ def prepare_dagster_home(home: Path) -> Path:
     if source.exists() and not (dagster_home / "dagster.yaml").exists():
         shutil.copyfile(source, dagster_home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(dagster_home)
+    # Two CLI runs starting on a fresh DAGSTER_HOME would race creating its SQLite schema: the first
+    # one creates it under a file lock, the others find it made.
+    with open(dagster_home / ".init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with dg.DagsterInstance.get() as instance:
+            instance.get_runs(limit=1)
     return dagster_home
 
 
