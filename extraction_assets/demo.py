@@ -129,9 +129,8 @@ def print_summary(
     settings: Settings, corpora: list[str], run_ids: list[str], elapsed_s: float
 ) -> None:
     """Rows, failures and this invocation's items/min, read back from the store."""
-    from resources.store import DuckDBStore
-
     from extraction_assets.tasks import get_task
+    from resources.store import DuckDBStore
 
     store = DuckDBStore(path=str(settings.store_path))
     views = {t: store.ensure_task_view(t, get_task(t).item_model) for t in settings.tasks}

@@ -2,11 +2,11 @@
 
 
 import dagster as dg
-from resources.store import DuckDBStore
 
 from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.corpora.sources import CorpusError, corpus_fingerprint, read_corpus
 from extraction_assets.settings import Settings
+from resources.store import DuckDBStore
 
 OWNERS = ["team:data-extraction"]
 

@@ -27,6 +27,7 @@ Reading is streaming (line by line); only the ids seen so far are kept, to find 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -78,6 +79,10 @@ def _name_problem(corpus: object) -> str | None:
         return "must be a non-empty string"
     if len(corpus) > MAX_CORPUS_NAME_LEN:
         return f"longer than {MAX_CORPUS_NAME_LEN} characters"
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in corpus):
+        return "must not contain control characters"
+    if len(corpus.encode("utf-8")) > 255:  # the usual file-name limit
+        return "longer than 255 bytes in UTF-8"
     if corpus.startswith("."):
         return "must not start with a dot"
     if ".." in corpus:
@@ -87,8 +92,6 @@ def _name_problem(corpus: object) -> str | None:
     bad = sorted(set(corpus) & _RESERVED_CHARS)
     if bad or (os.sep in corpus) or (os.altsep and os.altsep in corpus):
         return f"must not contain path separators or {''.join(sorted(_RESERVED_CHARS))!r}"
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in corpus):
-        return "must not contain control characters"
     return None
 
 
@@ -116,17 +119,26 @@ def list_corpora(root: Path) -> list[str]:
 def corpus_dir(root: Path, corpus: str) -> Path:
     """The resolved folder of ``corpus``, checked to be a direct child of ``root``."""
     validate_corpus_name(corpus)
-    real_root = Path(root).resolve()
-    folder = (real_root / corpus).resolve()
+    try:
+        real_root = Path(root).resolve()
+        folder = (real_root / corpus).resolve()
+        is_dir = folder.is_dir()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise CorpusError(f"corpus {corpus!r}: cannot resolve its folder: {exc}", corpus) from exc
     if folder.parent != real_root:
         raise CorpusError(f"corpus {corpus!r}: folder resolves outside {real_root}", corpus)
-    if not folder.is_dir():
+    if not is_dir:
         raise CorpusError(f"corpus {corpus!r}: no folder {folder}", corpus)
     return folder
 
 
 def corpus_files(root: Path, corpus: str) -> list[Path]:
     """The ``*.jsonl`` files of a corpus in reading order; unknown entries are errors."""
+    with _io_errors(corpus):
+        return _corpus_files(root, corpus)
+
+
+def _corpus_files(root: Path, corpus: str) -> list[Path]:
     folder = corpus_dir(root, corpus)
     files = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
@@ -161,6 +173,15 @@ def _listing(items: list[str]) -> str:
     return shown + (f" ... and {more} more" if more > 0 else "")
 
 
+@contextlib.contextmanager
+def _io_errors(corpus: str) -> Iterator[None]:
+    """Unreadable files, symlink loops, over-long paths: CorpusError like any other bad input."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        raise CorpusError(f"corpus {corpus!r}: cannot read: {exc}", corpus) from exc
+
+
 def iter_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> Iterator[Document]:
     """Stream the documents of a corpus, validating as it goes.
 
@@ -168,6 +189,11 @@ def iter_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> I
     and empty texts are collected and raised after the last line, naming all of them; a
     consumer that writes atomically (``DuckDBStore.sync_documents``) then rolls back.
     """
+    with _io_errors(corpus):
+        yield from _iter_corpus(root, corpus, max_file_bytes)
+
+
+def _iter_corpus(root: Path, corpus: str, max_file_bytes: int | None) -> Iterator[Document]:
     limit = _max_bytes(max_file_bytes)
     seen: dict[str, str] = {}
     duplicates: dict[str, list[str]] = {}
@@ -273,6 +299,11 @@ def corpus_fingerprint(root: Path, corpus: str) -> str:
     Every non-ignored entry counts, so adding a stray ``.csv`` changes the fingerprint and
     the next run reports the error instead of silently ignoring it.
     """
+    with _io_errors(corpus):
+        return _fingerprint(root, corpus)
+
+
+def _fingerprint(root: Path, corpus: str) -> str:
     folder = corpus_dir(root, corpus)
     digest = hashlib.sha256()
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):

@@ -8,7 +8,6 @@ import asyncio
 from typing import Any
 
 import dagster as dg
-from resources.store import DuckDBStore
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
@@ -19,6 +18,7 @@ from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from extraction_assets.types import CallOutcome
 from resources.llm import LLMResource
+from resources.store import DuckDBStore
 
 
 class ExtractionConfig(dg.Config):

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dagster as dg
-from resources.store import DuckDBStore
 
 from extraction_assets.corpora.sources import CorpusError, read_corpus
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
+from resources.store import DuckDBStore
 
 CHECK_NAMES = {
     "coverage": "Every current document has an ok extraction at the current task version.",

@@ -177,7 +177,21 @@ def test_iteration_is_streaming(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "..", "a/b", "a\\b", ".x", "x" * 101, "a\nb", "a\x00b", "a..b", " a", "a|b", "a[0]"],
+    [
+        "",
+        "..",
+        "a/b",
+        "a\\b",
+        ".x",
+        "x" * 101,
+        "😀" * 70,
+        "a\nb",
+        "a\x00b",
+        "a..b",
+        " a",
+        "a|b",
+        "a[0]",
+    ],
 )
 def test_unsafe_corpus_names_rejected(tmp_path: Path, name: str) -> None:
     with pytest.raises(CorpusError, match="invalid corpus name"):
@@ -206,6 +220,17 @@ def test_symlink_escape_rejected(tmp_path: Path) -> None:
         read_corpus(root, "c")
 
 
+def test_symlink_loop_and_unreadable_entries_are_corpus_errors(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    with pytest.raises(CorpusError):
+        read_corpus(tmp_path, "loop")
+    good_corpus(tmp_path, "c")
+    os.symlink(tmp_path / "c" / "self.jsonl", tmp_path / "c" / "self.jsonl")
+    for call in (read_corpus, corpus_fingerprint):
+        with pytest.raises(CorpusError):
+            call(tmp_path, "c")
+
+
 def test_fingerprint_changes_iff_content_changes(tmp_path: Path) -> None:
     folder = good_corpus(tmp_path, "c")
     fp = corpus_fingerprint(tmp_path, "c")
@@ -231,7 +256,10 @@ def test_fingerprint_changes_iff_content_changes(tmp_path: Path) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    name=st.text(min_size=0, max_size=40),
+    name=st.one_of(
+        st.text(min_size=0, max_size=40),
+        st.text(alphabet=st.sampled_from("./\\ aب😀\x00\u202e"), min_size=0, max_size=110),
+    ),
     content=st.one_of(
         st.binary(max_size=300),
         st.lists(
