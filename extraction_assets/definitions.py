@@ -28,7 +28,8 @@ def llm_resource_from_env() -> LLMResource:
     key_var = next((v for v in _API_KEY_VARS if os.environ.get(v)), None)
     if key_var is None:
         return llm
-    return llm.model_copy(update={"api_key": dg.EnvVar(key_var)})
+    fields = {name: getattr(llm, name) for name in LLMResource.model_fields if name != "api_key"}
+    return LLMResource(**fields, api_key=dg.EnvVar(key_var))
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
