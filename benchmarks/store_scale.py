@@ -87,7 +87,7 @@ def run_size(n: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="store-scale-") as tmp:
         root = Path(tmp) / "sources"
         store = DuckDBStore(path=str(Path(tmp) / "store.duckdb"))
-        out: dict = {"docs": n}
+        out: dict = {"docs": n, "load before": os.getloadavg()[0]}
         t0 = time.perf_counter()
         write_corpus(root, n, set())
         out["write source s"] = time.perf_counter() - t0
@@ -121,6 +121,7 @@ def run_size(n: int) -> dict:
         out["1% changed"] = timings
         out["pending after 1% change"] = pending
         out["peak RSS MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["load after"] = os.getloadavg()[0]
     return out
 
 
@@ -137,8 +138,8 @@ def markdown(results: list[dict]) -> str:
         '+ `pending_documents` + `change_report`. "of which store" = read+sync minus the time to',
         "only read and validate the source (second table): the store's own share. Texts are ~330",
         "characters. Peak RSS is for the whole process of one size (source writing, initial sync and",
-        "both passes included). The machine was shared with other jobs (load average 3-6 on 2",
-        "cores) while this ran, so the times are pessimistic.",
+        "both passes included). The machine was shared with other jobs (vLLM server, browsers;",
+        "1-minute load average in the last column, 2 cores), so the times are pessimistic.",
         "",
         "| docs | pass | read+sync s | of which store s | pending s | change report s | planning s "
         "| pending docs |",
@@ -155,13 +156,14 @@ def markdown(results: list[dict]) -> str:
             )
     lines += [
         "",
-        "| docs | read source only s | initial sync s | store file MiB | peak RSS MiB |",
-        "|---:|---:|---:|---:|---:|",
+        "| docs | read source only s | initial sync s | store file MiB | peak RSS MiB | load avg |",
+        "|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['docs']:,} | {r['read source only s']:.2f} | {r['initial sync s']:.2f} | "
-            f"{r['store file MiB']:.0f} | {r['peak RSS MiB']:.0f} |"
+            f"{r['store file MiB']:.0f} | {r['peak RSS MiB']:.0f} | "
+            f"{r['load before']:.1f} -> {r['load after']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
