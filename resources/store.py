@@ -19,13 +19,15 @@ stored anyway (it is provenance) and the document simply stays pending.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import random
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -297,6 +299,31 @@ class DuckDBStore(dg.ConfigurableResource):
         with self.connect(read_only=True) as con:
             row = con.execute(f"SELECT count(*) {_PENDING_WHERE}", params).fetchone()
         return row[0] if row else 0
+
+    @contextlib.contextmanager
+    def extraction_lock(
+        self, corpus: str, task: str, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[None]:
+        """Hold while extracting one corpus for one task: a second run of the same corpus (two CLI
+        runs, a UI launch next to a CLI run) waits here instead of extracting the same documents
+        again. An OS file lock, released when the process dies (even by SIGKILL)."""
+        key = hashlib.sha256(f"{corpus}\0{task}".encode()).hexdigest()[:24]
+        folder = f"{self.path}.locks"
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{key}.lock"), "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait(
+                        f"corpus {corpus!r}, task {task}: another run is extracting it; waiting "
+                        f"for it to finish (lock {handle.name})"
+                    )
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- outcomes --------------------------------------------------------------------------------
 

@@ -65,6 +65,18 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
         store: DuckDBStore,
     ) -> dg.MaterializeResult:
         corpus = context.partition_key
+        # One run per corpus and task at a time, whatever launched it (the run queue only orders
+        # runs it launches): a second run waits, then finds nothing pending.
+        with store.extraction_lock(corpus, task.name, on_wait=context.log.warning):
+            return await _extract_corpus(context, config, llm, store, corpus)
+
+    async def _extract_corpus(
+        context: dg.AssetExecutionContext,
+        config: ExtractionConfig,
+        llm: LLMResource,
+        store: DuckDBStore,
+        corpus: str,
+    ) -> dg.MaterializeResult:
         run_id = context.run.run_id
         client = llm.get_client()
         version = task.version(llm.model, client.generation_params())
