@@ -25,7 +25,7 @@ def build_source_sensor(
         default_status=default_status,
         description=(
             "Watches the source root: adds a partition for each new corpus folder and requests a run for "
-            "each corpus whose files changed (run key = corpus + fingerprint, so a change runs once)."
+            "each corpus whose files changed (run key = corpus + fingerprint + tick, so each change runs once)."
         ),
     )
     def corpus_source_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -41,7 +41,11 @@ def build_source_sensor(
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(
-                    partition_key=c, run_key=f"{c}:{fingerprints[c]}", tags={"trigger": "source"}
+                    partition_key=c,
+                    # Dagster never reuses a run key: the tick makes an undone correction (back to an
+                    # earlier fingerprint) run again, while a retried tick still dedupes.
+                    run_key=f"{c}:{fingerprints[c]}:{context.last_tick_completion_time}",
+                    tags={"trigger": "source"},
                 )
                 for c in changed
             ],

@@ -175,6 +175,14 @@ class DagsterProject:
             records = instance.get_run_records(filters=filters)
         return [r.dagster_run for r in sorted(records, key=lambda r: r.create_timestamp)]
 
+    def sensor_ticks(self, name: str) -> int:
+        """How many times the daemon has evaluated sensor `name` so far."""
+        with self.instance() as instance:
+            states = [s for s in instance.all_instigator_state() if s.instigator_name == name]
+            return sum(
+                len(instance.get_ticks(s.instigator_origin_id, s.selector_id)) for s in states
+            )
+
     def wait_for_run(self, run_id: str, timeout_s: float) -> dg.DagsterRun:
         """Wait until the run finished; fail with the run's errors and the processes' logs unless it succeeded."""
 
@@ -265,6 +273,10 @@ def dagster_project(
     for var in ("EXTRACTION_DB", "EXTRACTION_EXPORT_DIR", "LLM_API_KEY", "OPENAI_API_KEY"):
         env.pop(var, None)
     project = DagsterProject(root=root, env=env)
+    # Create the SQLite storages before any process starts: the daemon and a test opening the instance
+    # at the same moment both stamp the schema version, which breaks every later open.
+    with project.instance():
+        pass
     try:
         yield project
     finally:
