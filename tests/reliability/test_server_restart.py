@@ -1,0 +1,43 @@
+"""Why: the inference server dies too (OOM, a redeploy). Killing our own vLLM server in the middle of a
+CLI run must end the run either through the backend's retries or with a clear "server unavailable"
+failure that keeps finished calls stored and leaves unfinished documents pending; once the server is
+back, the next run finishes exactly those. Uses its own server (the shared one must not be killed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from extraction_assets import serve
+from tests.reliability.harness import cli_project, short_docs, snapshot, wait_for, write_corpus
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+
+
+def test_server_killed_mid_run_then_next_run_finishes(tmp_path):
+    state = tmp_path / "server"
+    config = serve.ServerConfig(port=serve.free_port(), state_dir=state, gpu=False,
+                                ready_timeout=600)
+    handle = serve.start_server(config)
+    try:
+        cli = cli_project(tmp_path, handle.url, handle.model)
+        n = 6
+        write_corpus(cli.source_root, "restart", short_docs(n))
+        log = tmp_path / "run1.log"
+        proc = cli.popen("restart", log=log, items_per_call=1, max_concurrency=1)
+        assert wait_for(lambda: snapshot(cli.db, "restart").calls >= 1, 600, proc, 0.5)
+        assert proc.poll() is None, "the run finished before the server could be killed"
+        serve.stop_server(state)  # SIGTERM then SIGKILL of the whole server process group
+        proc.wait(timeout=300)
+        output = log.read_text(errors="replace")
+        mid = snapshot(cli.db, "restart")
+        if proc.returncode != 0:
+            assert "stayed unavailable" in output and "stay pending" in output, output[-3000:]
+            assert 1 <= len(mid.rows) < n
+        handle = serve.start_server(config)
+        again = cli.run("restart", timeout=900, items_per_call=2, max_concurrency=2)
+        assert again.returncode == 0, again.stdout[-3000:]
+        final = snapshot(cli.db, "restart")
+        assert len(final.rows) == n and final.duplicates == 0 and final.history == 0
+        assert all(final.rows[i] == row for i, row in mid.rows.items() if row[0] == "ok")
+    finally:
+        serve.stop_server(state)
