@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,10 @@ def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def pairs(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in x.split("x")) for x in text.split(",") if x]  # type: ignore
+
+
 def seed_for(*parts: object) -> int:
     """A distinct, reproducible seed per (run, mode, config, runner): no document repeats."""
     return zlib.crc32(json.dumps([str(p) for p in parts]).encode()) & 0x7FFFFFFF
@@ -54,7 +59,7 @@ def items_for(n: int, c: int, args: argparse.Namespace, mode: str = "continuous"
     A one-slot server runs packs one after the other whatever c is, so there two packs (at
     least min_items) measure its rate; more would only lengthen the run."""
     if mode.startswith("request-level"):
-        return max(2 * n, math.ceil(args.min_items / n) * n)
+        return math.ceil(args.min_items / n) * n
     want = max(n * c * args.waves, args.min_items, n)
     return max(n, min(want, args.max_items) // n * n)
 
@@ -174,10 +179,11 @@ async def run_auto(url: str, model: str, args, mode: str) -> dict:
 async def sweep_mode(mode: str, url: str, model: str, args) -> dict:
     out: dict = {"mode": mode, "url": url, "rows": [], "load_start": load()}
     grid_c = args.in_flight if mode == "continuous" else args.request_level_in_flight
-    for n, c in grid(args.packs, grid_c, args, mode):
+    points = args.points if mode == "continuous" else args.request_level_points
+    for n, c in [] if args.only_auto else points or grid(args.packs, grid_c, args, mode):
         out["rows"] += await measure_pair(url, model, args, mode, n, c)
     if mode == "continuous":
-        for spec in args.dagster:
+        for spec in [] if args.only_auto else args.dagster:
             n, c = (int(x) for x in spec.split("x"))
             out["rows"].append(await asyncio.to_thread(dagster_run, url, model, args, n, c))
         if args.auto:
@@ -204,19 +210,25 @@ def main() -> int:
     p.add_argument("--in-flight", type=ints, default=[1, 6, 10, 32, 64])
     p.add_argument("--request-level-in-flight", type=ints, default=[1, 6],
                    help="grid for --max-num-seqs 1 (more in flight only queues)")
+    p.add_argument("--points", type=pairs, default=None,
+                   help="explicit NxC points for the continuous server (instead of the grid)")
+    p.add_argument("--request-level-points", type=pairs, default=None)
     p.add_argument("--modes", default="continuous,request-level")
     p.add_argument("--dagster", type=lambda s: [x for x in s.split(",") if x],
                    default=["1x32", "20x10"], help="NxC points run through the Dagster job")
     p.add_argument("--no-auto", dest="auto", action="store_false")
+    p.add_argument("--only-auto", action="store_true", help="only the auto probe + its point")
     p.add_argument("--auto-sample", type=int, default=128)
     p.add_argument("--auto-in-flight", type=ints, default=[1, 2, 4, 8, 16, 32, 64])
     p.add_argument("--waves", type=int, default=1, help="full waves of c packs per measurement")
     p.add_argument("--min-items", type=int, default=12)
-    p.add_argument("--max-items", type=int, default=120)
+    p.add_argument("--max-items", type=int, default=200)
     p.add_argument("--url", default=None, help="use this server (for the first mode) instead")
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--out", type=Path, default=RESULTS / "throughput")
     args = p.parse_args()
+    # A kill runs the `finally`s below: the servers this run started are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.run_id = f"{time.time():.0f}"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
