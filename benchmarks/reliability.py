@@ -105,6 +105,12 @@ def run_tests() -> list[tuple[str, str, float]]:
         return rows
 
 
+def flush(lines: list[str]) -> None:
+    """Write what is measured so far (a long run cut short still leaves figures)."""
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vllm-url", default=None)
@@ -122,12 +128,14 @@ def main() -> int:
     fake = run_fake_kills(args.kills)
     lines += kill_section(f"{args.kills} kills against the delayed fake "
                           f"({time.monotonic() - t0:.0f} s)", fake, 2, 2)
+    flush(lines)
     vllm = None
     if args.vllm_url:
         t0 = time.monotonic()
         vllm = run_vllm_kills(args.vllm_url, args.vllm_model)
         lines += kill_section(f"3 kills against the real vLLM server "
                               f"({time.monotonic() - t0:.0f} s)", vllm, 2, 2)
+        flush(lines)
 
     tests = run_tests()
     lines += ["## Faults, store failures, bad input, secrets (pytest)", "",
@@ -135,6 +143,7 @@ def main() -> int:
               "| test | outcome | s |", "|---|---|---|"]
     lines += [f"| {name} | {outcome} | {s:.0f} |" for name, outcome, s in tests]
     lines.append("")
+    flush(lines)
 
     canary_rows = []
     if args.vllm_url:
@@ -168,8 +177,7 @@ def main() -> int:
               f"| stored rows lost or rewritten after kills | {len(rows_lost)} |",
               f"| duplicates at the end | {fake.final.duplicates if fake.final else '?'} |",
               f"| tests passed | {sum(o == 'passed' for _, o, _ in tests)}/{len(tests)} |", ""]
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flush(lines)
     print(OUT.read_text())
     return 0
 
