@@ -87,7 +87,8 @@ class LLMResource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls) -> LLMResource:
         """Configuration from LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, LLM_API_KEY (or
-        OPENAI_API_KEY for openai), LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN; per-backend defaults."""
+        OPENAI_API_KEY for openai), LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED;
+        per-backend defaults."""
         backend = os.environ.get("LLM_BACKEND", "vllm").strip().lower() or "vllm"
         if backend not in BACKENDS:
             raise ValueError(f"LLM_BACKEND={backend!r}; expected one of {BACKENDS}")
@@ -104,6 +105,10 @@ class LLMResource(dg.ConfigurableResource):
             kwargs["timeout_s"] = float(os.environ["LLM_TIMEOUT_S"])
         if os.environ.get("LLM_MAX_MODEL_LEN"):
             kwargs["max_model_len"] = int(os.environ["LLM_MAX_MODEL_LEN"])
+        if os.environ.get("LLM_TEMPERATURE"):
+            kwargs["temperature"] = float(os.environ["LLM_TEMPERATURE"])
+        if os.environ.get("LLM_SEED"):
+            kwargs["seed"] = int(os.environ["LLM_SEED"])
         return cls(**kwargs)
 
 

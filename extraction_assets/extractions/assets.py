@@ -175,10 +175,12 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
         rows = store.export_parquet(task.name, str(export), corpus=corpus)
         with store.connect(read_only=True) as con:
             described = [(r[0], r[1]) for r in con.execute(f'DESCRIBE "{view}"').fetchall()]
+            total_rows = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0]
         preview = store.preview(task.name, corpus, limit=5)
         return dg.MaterializeResult(
             metadata={
                 "dagster/partition_row_count": rows,
+                "dagster/row_count": total_rows,
                 "dagster/column_schema": table_schema(described),
                 "view": view,
                 "parquet": dg.MetadataValue.path(str(export)),

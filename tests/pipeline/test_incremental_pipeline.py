@@ -76,3 +76,32 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
         ).records
         metadata = mats[0].asset_materialization.metadata
         assert metadata["pending_before_run"].value == 3
+
+
+def test_task_version_change_re_extracts_everything(tmp_path, monkeypatch, vllm_url, vllm_model):
+    """Changing what shapes answers (here the sampling seed, by environment) is a new task version:
+    every document is extracted again, rows carry the new version, the old rows move to history."""
+    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model, tasks="translation")
+    before, _ = small_sample(extra=0)
+    docs = before[:2]
+    write_jsonl(settings.source_root / "tv" / "documents.jsonl", docs)
+    with real_instance(tmp_path / "dagster_home") as instance:
+        first = project(settings, instance).run("tv")
+        assert first.success
+        v1 = {
+            r[0] for r in project(settings, instance).query("SELECT task_version FROM extractions")
+        }
+
+        monkeypatch.setenv("LLM_SEED", "7")
+        second = project(settings, instance).run("tv")
+        assert second.success
+        p = project(settings, instance)
+        rows = p.query("SELECT doc_id, task_version, run_id FROM extractions ORDER BY doc_id")
+        assert [r[0] for r in rows] == sorted(d["id"] for d in docs)
+        v2 = {r[1] for r in rows}
+        assert len(v1) == len(v2) == 1 and v1 != v2
+        assert {r[2] for r in rows} == {second.run_id}
+        history = p.query("SELECT doc_id, task_version FROM extraction_history ORDER BY doc_id")
+        assert history == [(d, next(iter(v1))) for d in sorted(d["id"] for d in docs)]
+        node = p.defs.resolve_asset_graph().get(dg.AssetKey("translation_extractions"))
+        assert node.code_version == next(iter(v2)), "the UI's code version is the task version"
