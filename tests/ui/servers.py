@@ -142,6 +142,19 @@ class DagsterProject:
             self,
         )
 
+    def graphql(self, query: str, variables: dict | None = None, timeout_s: float = 120) -> dict:
+        """POST a GraphQL request to the webserver, as the UI does; its `data`, failing on `errors`."""
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body = json.loads(response.read())
+        if body.get("errors"):
+            raise AssertionError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
     def stop(self) -> None:
         for proc in self.processes.values():
             _signal_group(proc, signal.SIGTERM)
