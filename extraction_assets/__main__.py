@@ -89,6 +89,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(demo.main(args) or 0)
 
 
+def _int_or_auto(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from extraction_assets import demo
 
@@ -159,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_p = sub.add_parser("run", help="run the extract_corpus job for corpora (default: all)")
     run_p.add_argument("corpus", nargs="*", help="corpus (partition) names")
-    run_p.add_argument("--items-per-call", type=int, default=20)
-    run_p.add_argument("--max-concurrency", type=int, default=10)
+    run_p.add_argument("--items-per-call", type=_int_or_auto, default=20, help='a number or "auto"')
+    run_p.add_argument("--max-concurrency", type=_int_or_auto, default=10, help='a number or "auto"')
     run_p.set_defaults(func=cmd_run)
     return parser
 

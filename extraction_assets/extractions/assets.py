@@ -3,11 +3,12 @@
 corpus_documents -> {task}_extractions -> {task}_table (+ Parquet export)
 """
 
-
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
+from pydantic import field_validator
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
@@ -24,11 +25,63 @@ from resources.store import DuckDBStore
 class ExtractionConfig(dg.Config):
     """Run-time knobs of the extraction step (editable in the launchpad)."""
 
-    items_per_call: int = 20
-    max_concurrency: int = 10
+    # A positive integer, or "auto": a short probe at the start of the run measures which pack
+    # size and requests in flight give the most valid items/min on this server for this task.
+    items_per_call: Any = 20
+    max_concurrency: Any = 10
     retry_limit: int = 3  # failed documents are retried by later runs up to this many attempts
     progress_interval_s: float = 5.0
     max_failed_share: float = 0.2  # the validity check warns above this share of failed documents
+
+    @field_validator("items_per_call", "max_concurrency")
+    @classmethod
+    def _positive_or_auto(cls, value: Any) -> int | str:
+        if value == "auto" or (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0
+        ):
+            return value
+        raise ValueError(f'must be a positive integer or "auto", got {value!r}')
+
+
+# Fewer pending documents than this: no probe (it would cost more than it saves).
+AUTO_MIN_DOCUMENTS = 40
+AUTO_PROBE_SAMPLE = 400
+
+
+async def resolve_recipe(
+    config: ExtractionConfig,
+    task: ExtractionTask,
+    pending: list,
+    client: Any,
+    settings: EngineSettings,
+    log: Any,
+) -> tuple[int, int]:
+    """The (items_per_call, max_concurrency) of this run: as configured, or probed for "auto"."""
+    defaults = ExtractionConfig()
+    fixed_n = config.items_per_call if config.items_per_call != "auto" else None
+    fixed_c = config.max_concurrency if config.max_concurrency != "auto" else None
+    if fixed_n is not None and fixed_c is not None:
+        return fixed_n, fixed_c
+    if len(pending) < AUTO_MIN_DOCUMENTS:
+        n, c = fixed_n or defaults.items_per_call, fixed_c or defaults.max_concurrency
+        log.info(
+            f"auto recipe: only {len(pending)} documents pending (< {AUTO_MIN_DOCUMENTS}); "
+            f"no probe, using items_per_call={n}, max_concurrency={c}"
+        )
+        return n, c
+    from extraction_assets.engine.autotune import CONCURRENCIES, PACK_SIZES, choose_recipe
+
+    n, c, _ = await choose_recipe(
+        task,
+        pending[:AUTO_PROBE_SAMPLE],
+        client,
+        settings,
+        log,
+        pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
+        concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
+    )
+    log.info(f"auto recipe: items_per_call={n}, max_concurrency={c}")
+    return n, c
 
 
 def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
@@ -101,10 +154,13 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
             )
 
         engine_settings = EngineSettings(
-            items_per_call=config.items_per_call,
-            max_concurrency=config.max_concurrency,
-            max_model_len=llm.max_model_len,
-            progress_interval_s=config.progress_interval_s,
+            max_model_len=llm.max_model_len, progress_interval_s=config.progress_interval_s
+        )
+        items_per_call, max_concurrency = await resolve_recipe(
+            config, task, pending, client, engine_settings, context.log
+        )
+        engine_settings = replace(
+            engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
         )
         try:
             summary = await extract(task, pending, client, engine_settings, write, log=context.log)
@@ -137,6 +193,8 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
                 "model": llm.model,
                 "dagster/partition_row_count": stats["ok"],
                 "pending_before_run": len(pending),
+                "items_per_call": items_per_call,
+                "max_concurrency": max_concurrency,
                 **{f"run/{k}": v for k, v in summary.as_metadata().items()},
                 **{f"store/{k}": v for k, v in stats.items()},
                 "changes": dg.MetadataValue.md(
