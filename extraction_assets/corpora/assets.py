@@ -30,7 +30,7 @@ def corpus_documents(context: dg.AssetExecutionContext, store: DuckDBStore) -> d
         documents = read_corpus(settings.source_root, corpus)
     except CorpusError as exc:
         raise dg.Failure(
-            description=f"corpus {corpus!r}: {exc} (nothing was written for this corpus)",
+            description=f"{exc} (nothing was written for corpus {corpus!r})",
             metadata={"corpus": corpus, "source_root": str(settings.source_root)},
         ) from exc
     sync = store.sync_documents(corpus, documents, run_id=context.run.run_id)
