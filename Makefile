@@ -9,7 +9,7 @@ setup:
 	scripts/bootstrap
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 demo: setup
 	$(PY) -m extraction_assets demo
