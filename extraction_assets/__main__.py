@@ -165,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("corpus", nargs="*", help="corpus (partition) names")
     run_p.add_argument("--items-per-call", type=_int_or_auto, default=20, help='a number or "auto"')
     run_p.add_argument("--max-concurrency", type=_int_or_auto, default=10, help='a number or "auto"')
+    run_p.add_argument(
+        "--no-isolate-suspicious", dest="isolate_suspicious", action="store_false",
+        help="keep pack answers that borrow from a pack-mate (default: re-run those items alone)",
+    )
     run_p.set_defaults(func=cmd_run)
     return parser
 

@@ -115,6 +115,7 @@ def run_main(args: argparse.Namespace) -> int:
             "config": {
                 "items_per_call": args.items_per_call,
                 "max_concurrency": args.max_concurrency,
+                "isolate_suspicious": args.isolate_suspicious,
             }
         }
         for task in settings.tasks

@@ -5,6 +5,9 @@ starts as soon as one finishes. From each answer the valid items are kept and on
 ones are retried, in halves, down to a single item; a single item that fails again is failed
 for good with its reason and raw answer. After every call the call's accounting and the items
 it settled are handed to `on_outcome` (the store writes them at once: a killed run keeps them).
+An answer of a pack that borrows content from a pack-mate, or whose document looks like a prompt
+injection (engine/contamination.py), is not kept: that document is re-run alone and its lone
+answer is the one handed on (`isolate_suspicious`).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from extraction_assets.engine.contamination import schema_words, suspicious_items
 from extraction_assets.engine.packing import Pack, PackPlanner, halves
 from extraction_assets.engine.parsing import parse_answer
 from extraction_assets.engine.progress import Progress, report_periodically
-from extraction_assets.engine.prompts import build_messages
+from extraction_assets.engine.prompts import build_messages, system_message
 from extraction_assets.engine.schema import pack_schema, schema_name
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
 from resources.backends.base import Completion, ContextLengthError, LLMClient, TransportError
@@ -42,6 +46,9 @@ class EngineSettings:
     max_model_len: int = 8192
     progress_interval_s: float = 5.0
     chars_per_token: float = 2.0  # conservative (utf-8 bytes per token) when no tokenizer
+    # Re-run alone the items of a pack whose answer borrows from a pack-mate or whose text looks
+    # like an injection (one extra call each); off only to measure what it prevents.
+    isolate_suspicious: bool = True
 
 
 @dataclass
@@ -56,6 +63,7 @@ class RunSummary:
     elapsed_s: float
     items_per_min: float
     output_tokens_per_s: float
+    rerun_alone: int = 0  # items whose pack answer was suspicious and re-run alone
 
     def as_metadata(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -85,6 +93,11 @@ class _Run:
         self.stop = asyncio.Event()
         self.fatal: BaseException | None = None
         self.handing: set[asyncio.Future[None]] = set()
+        self.rerun_alone = 0
+        # Words that are never evidence of borrowing: the prompt's static part, the enum values.
+        self.static_words = " ".join(
+            [system_message(task), *schema_words(task.item_schema())]
+        )
 
     # -- handing results to the caller -------------------------------------------------------
     async def hand(self, record: CallRecord, results: list[ItemResult]) -> None:
@@ -196,6 +209,8 @@ class _Run:
                     reason = f"answer truncated at the output budget; {reason}"
                 results.append(ItemResult(doc.doc_id, doc.content_hash, "failed", error=reason,
                                           raw_answer=completion.text, **share))
+        if n > 1 and self.settings.isolate_suspicious:
+            results = self.isolate(pack, results)
         problem = parsed.problem
         if truncated:
             problem = f"truncated (finish_reason=length); {problem or 'answer cut short'}"
@@ -213,6 +228,20 @@ class _Run:
             for part in parts:
                 self.queue.put_nowait(Pack(part, pack.attempt + 1, scale))
         await self.hand(record, results)
+
+    def isolate(self, pack: Pack, results: list[ItemResult]) -> list[ItemResult]:
+        """Drop the pack's suspicious ok answers and queue their documents alone."""
+        answers = {r.doc_id: r.fields for r in results if r.status == "ok" and r.fields}
+        flagged = suspicious_items({d.doc_id: d.text for d in pack.docs}, answers,
+                                   self.static_words)
+        if not flagged:
+            return results
+        for doc in pack.docs:
+            if doc.doc_id in flagged:
+                self.log.info("item %s re-run alone: %s", doc.doc_id, flagged[doc.doc_id])
+                self.queue.put_nowait(Pack([doc], pack.attempt + 1, pack.budget_scale))
+        self.rerun_alone += len(flagged)
+        return [r for r in results if r.doc_id not in flagged]
 
     # -- the pool ----------------------------------------------------------------------------
     async def worker(self) -> None:
@@ -288,10 +317,14 @@ async def extract(
         await run.run(packs)
     finally:
         log.info(run.progress.line())
+        if run.rerun_alone:
+            log.info("%d items re-run alone (their pack answer borrowed from a pack-mate or "
+                     "their text looks like an injection)", run.rerun_alone)
     p = run.progress
     return RunSummary(
         items_total=p.total, items_ok=p.ok, items_failed=p.failed, calls=p.calls,
         retried_calls=p.retried_calls, prompt_tokens=p.prompt_tokens,
         completion_tokens=p.completion_tokens, elapsed_s=p.elapsed_s,
         items_per_min=p.items_per_min, output_tokens_per_s=p.output_tokens_per_s,
+        rerun_alone=run.rerun_alone,
     )

@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# A module import: the engine's detector imports evaluation.normalize, so this package and the
+# engine may be half-initialised when either imports the other.
+import extraction_assets.engine.contamination as detector
 from extraction_assets.evaluation.gold import GoldDocument
 from extraction_assets.evaluation.normalize import grade_from_text, names_match, normalize_name
 
@@ -209,10 +212,6 @@ def answer_names(answer: Mapping[str, Any]) -> list[str]:
     return [n for n in out if n.strip()]
 
 
-def _mentions(text_key: str, name_key: str) -> bool:
-    return f" {name_key} " in f" {text_key} "
-
-
 @dataclass
 class ContaminationReport:
     answers: int = 0
@@ -233,24 +232,23 @@ def contamination(packs: Sequence[Sequence[str]], texts: Mapping[str, str],
     """Answers that name someone (or somewhere) found only in ANOTHER document of the same pack.
 
     Names are compared as normalised whole-token sequences; names shorter than three
-    characters and grade words are ignored (too common to attribute to one document)."""
+    characters and grade words are ignored (too common to attribute to one document). The
+    matching is the engine's own detector (`engine.contamination.find_borrowed`), applied here
+    to the answer's name fields only."""
     report = ContaminationReport()
-    keys = {doc_id: normalize_name(text) for doc_id, text in texts.items()}
+    keys = {doc_id: normalize_name(text) for doc_id, text in texts.items()}  # = text_key
     for pack in packs:
         for doc_id in pack:
             answer = predictions.get(doc_id)
             if not answer:
                 continue
             report.answers += 1
-            others = [o for o in pack if o != doc_id and o in keys]
-            for name in answer_names(answer):
-                key = normalize_name(name)
-                # Grade words ("صدوق") in a name field are a wrong answer, not a borrowed name.
-                if len(key) < 3 or _mentions(keys.get(doc_id, ""), key) or grade_from_text(name):
-                    continue
-                source = next((o for o in others if _mentions(keys[o], key)), None)
-                if source is not None:
-                    report.contaminated += 1
-                    report.examples.append({"doc_id": doc_id, "name": name, "found_in": source})
-                    break
+            others = {o: keys[o] for o in pack if o != doc_id and o in keys}
+            # Grade words ("صدوق") in a name field are a wrong answer, not a borrowed name.
+            hit = detector.find_borrowed(answer_names(answer), keys.get(doc_id, ""), others,
+                                         ignore=grade_from_text)
+            if hit is not None:
+                report.contaminated += 1
+                report.examples.append({"doc_id": doc_id, "name": hit.value,
+                                        "found_in": hit.found_in})
     return report

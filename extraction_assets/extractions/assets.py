@@ -32,6 +32,9 @@ class ExtractionConfig(dg.Config):
     retry_limit: int = 3  # failed documents are retried by later runs up to this many attempts
     progress_interval_s: float = 5.0
     max_failed_share: float = 0.2  # the validity check warns above this share of failed documents
+    # Re-run alone an item whose pack answer borrows from a pack-mate or whose text looks like a
+    # prompt injection (engine/contamination.py); the lone answer is stored.
+    isolate_suspicious: bool = True
 
     @field_validator("items_per_call", "max_concurrency")
     @classmethod
@@ -154,7 +157,9 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
             )
 
         engine_settings = EngineSettings(
-            max_model_len=llm.max_model_len, progress_interval_s=config.progress_interval_s
+            max_model_len=llm.max_model_len,
+            progress_interval_s=config.progress_interval_s,
+            isolate_suspicious=config.isolate_suspicious,
         )
         items_per_call, max_concurrency = await resolve_recipe(
             config, task, pending, client, engine_settings, context.log

@@ -1,7 +1,8 @@
 """A FAULT-INJECTING fake of the OpenAI chat-completions protocol, for engine tests.
 
 It exists only to produce what a healthy vLLM server will not: 429s, 500s, hangs, empty bodies,
-invalid or truncated JSON, wrong/duplicated ids, items failing validation. A real aiohttp HTTP
+invalid or truncated JSON, wrong/duplicated ids, items failing validation, an answer borrowing
+from a pack-mate on demand. A real aiohttp HTTP
 server on a free loopback port, run in its own thread. By default it answers every request
 with a valid answer built from the request's schema (field values carry the document id,
 e.g. name="name-of-d3"); a script can replace the answer of any request.
@@ -158,6 +159,19 @@ def invalid_item(position: int = 0) -> Action:
         answers = req.good_answer()
         doc_id = req.ids[min(position, len(req.ids) - 1)]
         answers[doc_id] = {"unexpected": True}
+        return answers
+
+    return answer(make)
+
+
+def borrowing(doc_id: str, field: str, value: str) -> Action:
+    """Packs of more than one item: `doc_id`'s `field` is `value` (taken from a pack-mate's text,
+    as a model mixing items does); a pack of one is answered correctly."""
+
+    def make(req: ChatRequest) -> dict[str, Any]:
+        answers = req.good_answer()
+        if len(req.ids) > 1 and doc_id in answers:
+            answers[doc_id][field] = value
         return answers
 
     return answer(make)
