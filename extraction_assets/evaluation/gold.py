@@ -345,9 +345,9 @@ def taqrib_gold(entry: TaqribEntry, row: dict[str, str] | None) -> GoldDocument:
 
     generation = generation_from_text(_csv_value(row.get("tabaqa")), require_min=False) if row else None
     if generation:
-        uncovered["generation"], sources["generation"] = generation, row_ref
+        gold["generation"], sources["generation"] = generation, row_ref
     elif text_generation:
-        uncovered["generation"], sources["generation"] = text_generation, "entry-text"
+        gold["generation"], sources["generation"] = text_generation, "entry-text"
 
     kunyas = [k.strip() for k in re.split(r"[،,]|ويقال\s*:?|وقيل\s*:?", _csv_value(row.get("kunia")) or "")
               if k.strip()] if row else []

@@ -287,7 +287,8 @@ def parse_arabic_number(text: str) -> ParsedYear | None:
     return ParsedYear(total)
 
 
-_DEATH_CUE = re.compile(r"(?:^|\s)(?:مات|توفي|قتل|استشهد|وفاته)(?:\s|$)")
+# Masculine and feminine forms: the Taqrib's women entries say "ماتت سنة ...".
+_DEATH_CUE = re.compile(r"(?:^|\s)(?:مات|ماتت|توفي|توفيت|قتل|قتلت|استشهد|وفاته)(?:\s|$)")
 
 
 def find_death_year(entry_text: str) -> ParsedYear | None:
@@ -423,6 +424,15 @@ def generation_from_text(text: str | None, *, require_min: bool = True) -> int |
     if grade_from_text(text) == "companion":
         return 1
     return None
+
+
+def normalize_kunya(kunya: str | None) -> str:
+    """A comparison key for a kunya: the name key with the case forms أبا/أبي folded to أبو
+    ("يكنى أبا عبد الملك" names the kunya أبو عبد الملك)."""
+    tokens = normalize_name(kunya).split()
+    if tokens and tokens[0] in ("ابا", "ابي"):
+        tokens[0] = "ابو"
+    return " ".join(tokens)
 
 
 _KUNYA = re.compile(r"(?:^|\s)(ابو|ابا)\s+((?:عبد\s+)?\S+)")

@@ -16,7 +16,12 @@ from typing import Any
 # engine may be half-initialised when either imports the other.
 import extraction_assets.engine.contamination as detector
 from extraction_assets.evaluation.gold import GoldDocument
-from extraction_assets.evaluation.normalize import grade_from_text, names_match, normalize_name
+from extraction_assets.evaluation.normalize import (
+    grade_from_text,
+    names_match,
+    normalize_kunya,
+    normalize_name,
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +30,7 @@ class FieldSpec:
 
     gold_field: str
     task_field: str  # the answer field it is compared with
-    kind: str  # "name" | "year" | "enum" | "set" | "any_of" (gold value among a list answer)
+    kind: str  # "name" | "year" | "enum" | "set" | "kunya" (equal after kunya normalisation)
     year_tolerance: int = 0
 
 
@@ -41,7 +46,7 @@ REDOCRED_FIELDS = (
 TAQRIB_FIELDS = (
     FieldSpec("grade", "grade", "enum"),
     FieldSpec("death_year", "death_year", "year", year_tolerance=1),
-    FieldSpec("kunya", "other_names", "any_of"),
+    FieldSpec("kunya", "kunya", "kunya"),
     FieldSpec("generation", "generation", "enum"),
 )
 FIELD_SPECS = {"redocred": REDOCRED_FIELDS, "taqrib": TAQRIB_FIELDS}
@@ -159,11 +164,9 @@ def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
             score.correct += _year_hit(predicted, gold, spec.year_tolerance)
         elif spec.kind == "enum":
             score.correct += any(predicted == g for g in _candidates(gold))
-        elif spec.kind == "any_of":
-            names = [*_answer_names(predicted), answer.get("name") or ""]
-            score.correct += any(
-                normalize_name(n) == normalize_name(g) for n in names for g in _candidates(gold)
-            )
+        elif spec.kind == "kunya":
+            key = normalize_kunya(predicted) if isinstance(predicted, str) else ""
+            score.correct += bool(key) and any(key == normalize_kunya(g) for g in _candidates(gold))
     return score
 
 
@@ -200,7 +203,7 @@ def score_documents(docs: Sequence[GoldDocument],
 
 # --- contamination ----------------------------------------------------------------------------
 
-_NAME_FIELDS = ("name", "birth_place", "death_place")
+_NAME_FIELDS = ("name", "kunya", "birth_place", "death_place")
 _NAME_LIST_FIELDS = ("other_names", "teachers", "students", "family")
 
 

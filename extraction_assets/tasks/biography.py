@@ -43,8 +43,16 @@ class Relative(BaseModel):
 
 class Biography(BaseModel):
     name: Name = Field(description="the subject's main name as written in the text")
+    kunya: Name | None = Field(
+        description="the subject's kunya (أبو عبد الله, أم كلثوم) as written, null if none"
+    )
     other_names: list[Name] = Field(
-        max_length=3, description="kunya, laqab, nisba or other names of the subject"
+        max_length=3, description="laqab, nisba or other names of the subject (not the kunya)"
+    )
+    # Before the years: the model reads the generation first, then completes the century.
+    generation: int | None = Field(
+        ge=1, le=12,
+        description="Ibn Hajar's generation (tabaqa) as a number 1-12, null if not stated",
     )
     birth_date_text: str | None = Field(
         max_length=60, description="birth date exactly as written, null if absent"
@@ -80,6 +88,15 @@ Rules:
 - Years are numbers in the calendar of the source; most Arabic sources count in AH (hijri).
 - Use null or an empty list when the text does not say; never invent.
 - grade follows the text's verdict on the narrator (for Ibn Hajar: ثقة, صدوق, مقبول, ضعيف, متروك).
+- kunya is the subject's own kunya (أبو فلان, أم فلان); an أبي in the lineage (بن أبي بكر) is not \
+his kunya.
+- generation is Ibn Hajar's tabaqa as a number: من الأولى = 1, من الثانية = 2, من الثالثة = 3, \
+... من العاشرة = 10, من الحادية عشرة = 11, من الثانية عشرة = 12; من كبار/صغار التاسعة = 9; a \
+Companion (صحابي) is 1.
+- Ibn Hajar often leaves out the century of a death date ("مات سنة سبع وأربعين"). death_year is \
+always the full AH year: add the century from the generation. Generations 1-2 died before 100 \
+(keep 47), 3-8 after 100 (add 100: 147), 9-12 after 200 (add 200: 247). A stated century \
+("ومائتين") is kept as written. death_date_text stays as written.
 - summary_en is one short English sentence about the subject."""
 
 BIOGRAPHY = ExtractionTask(

@@ -13,6 +13,7 @@ from extraction_assets.evaluation.normalize import (
     generation_from_text,
     grade_from_text,
     names_match,
+    normalize_kunya,
     normalize_name,
     parse_arabic_number,
     parse_year,
@@ -229,6 +230,18 @@ def test_generation_bare_csv_value() -> None:
     assert generation_from_text("العاشرة") is None
     assert generation_from_text("العاشرة", require_min=False) == 10
     assert generation_from_text("كبار العاشرة", require_min=False) == 10
+
+
+def test_death_year_of_a_woman() -> None:
+    year = find_death_year("زينب بنت سليمان الهاشمية، مقبولة، من السابعة. ماتت سنة خمس وسبعين ومائة.")
+    assert year is not None and year.value == 175
+
+
+def test_normalize_kunya_folds_case_forms() -> None:
+    assert normalize_kunya("أبا عبد المَلِك") == normalize_kunya("أبو عبد الملك") == "ابو عبد الملك"
+    assert normalize_kunya("أبي علي") == "ابو علي"
+    assert normalize_kunya("أم كلثوم") != normalize_kunya("أبو كلثوم")
+    assert normalize_kunya(None) == ""
 
 
 def test_kunya() -> None:

@@ -28,9 +28,10 @@ EN = [
     _doc("b", "en", {"name": ["Pete Ham"], "birth_year": [1947], "death_year": [1975]}),
 ]
 AR = [
-    _doc("t1", "ar", {"grade": "truthful", "death_year": [235, 236], "kunya": ["أبو علي"]},
-         generation=10),
-    _doc("t2", "ar", {"grade": "trustworthy", "death_year": [246]}, generation=10),
+    _doc("t1", "ar", {"grade": "truthful", "death_year": [235, 236], "kunya": ["أبو علي"],
+                      "generation": 10}),
+    _doc("t2", "ar", {"grade": "trustworthy", "death_year": [246], "kunya": ["أبو عبد الملك"],
+                      "generation": 10}),
 ]
 
 
@@ -60,11 +61,14 @@ def test_failed_item_counts_wrong_and_languages_split() -> None:
     predictions = {
         "a": None,
         "b": {"name": "Pete Ham", "birth_year": 1947, "death_year": 1975},
-        "t1": {"grade": "truthful", "death_year": 237, "other_names": ["أَبُو عَلِيٍّ"]},
-        "t2": {"grade": "truthful", "death_year": 245, "other_names": []},
+        "t1": {"grade": "truthful", "death_year": 237, "kunya": "أَبُو عَلِيٍّ", "generation": 10},
+        # a kunya in other_names is not the kunya field; أبا is the accusative of أبو
+        "t2": {"grade": "truthful", "death_year": 245, "kunya": "أبا عبد الملك",
+               "other_names": ["أبو علي"], "generation": 9},
     }
     specs, missing = covered_specs(REDOCRED_FIELDS + TAQRIB_FIELDS,
                                    get_task("biography").item_model.model_fields)
+    assert missing == []  # the task answers every Taqrib gold field
     scores = score_documents(EN + AR, predictions, specs)
     assert scores["overall"]["answered"] == 3
     en = scores["by_language"]["en"]["fields"]
@@ -72,9 +76,16 @@ def test_failed_item_counts_wrong_and_languages_split() -> None:
     ar = scores["by_language"]["ar"]["fields"]
     assert ar["grade"]["accuracy"] == 0.5
     assert ar["death_year"]["accuracy"] == 1.0  # 237 ~ 236 and 245 ~ 246, within +-1
-    assert ar["kunya"]["accuracy"] == 1.0  # via other_names, diacritics folded
-    if "generation" not in get_task("biography").item_model.model_fields:
-        assert "generation" in missing
+    assert ar["kunya"]["accuracy"] == 1.0  # diacritics and case forms folded
+    assert ar["generation"]["accuracy"] == 0.5
+
+
+def test_kunya_is_read_from_the_kunya_field_only() -> None:
+    specs, _ = covered_specs(TAQRIB_FIELDS, get_task("biography").item_model.model_fields)
+    only_other_names = {"t1": {"kunya": None, "other_names": ["أبو علي"]},
+                        "t2": {"kunya": "أبو علي"}}  # t1's kunya, not t2's
+    fields = score_documents(AR, only_other_names, specs)["overall"]["fields"]
+    assert (fields["kunya"]["n"], fields["kunya"]["correct"]) == (2, 0)
 
 
 def test_match_sets_is_one_to_one() -> None:
