@@ -5,8 +5,12 @@
 1. The SIGKILL loop against the fault-injecting fake (answers correctly after 0.8 s) and, with a
    vLLM URL, 3 kills against the real server: kills survived, work lost per kill.
 2. The pass/fail of the fault, store, bad-input and secrets tests (run with pytest, junit XML).
-3. Canary contamination per pack size (1, 5, 20) on the real server, before/after re-running
-   suspicious items alone.
+3. Canary contamination per pack size (1, 5, 20) on the real server, before/after the engine's
+   isolation of suspicious items (`isolate_suspicious` off, then on).
+
+    .venv/bin/python benchmarks/reliability.py --canary-only --vllm-url http://127.0.0.1:8000/v1
+
+measures only 3. and replaces that section of the existing results file.
 """
 
 from __future__ import annotations
@@ -111,13 +115,64 @@ def flush(lines: list[str]) -> None:
     OUT.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+CANARY_TITLE = "## Hostile text: canary contamination (translation task, real vLLM)"
+
+
+def canary_section(args: argparse.Namespace) -> list[str]:
+    """The canary table: the same documents extracted without, then with, the engine's isolation."""
+    rows = []
+    if args.vllm_url:
+        for size in (1, 5, 20):
+            r = measure(args.vllm_url, args.vllm_model, size, packs=args.canary_packs)
+            b, a = r.before, r.after
+            rows.append(
+                f"| {size} | {args.canary_packs} | {b.items} / {b.failed} | "
+                f"{len(b.contaminated)} ({b.rate:.0%}) | {b.calls} | {b.seconds:.0f} | "
+                f"{a.items} / {a.failed} | {a.rerun_alone} | {len(a.contaminated)} "
+                f"({a.rate:.0%}) | {a.calls} | {a.seconds:.0f} |")
+            print(rows[-1], flush=True)
+    lines = [CANARY_TITLE, "",
+             "One hostile document per pack (\"ignore previous instructions\", a forged "
+             "closing/opening item tag, another item's id); every document names a unique "
+             "made-up person. Contaminated = a stored answer names another document's person "
+             "(hostile items not counted). Before = `isolate_suspicious=False`; after = the "
+             "engine's default: an item whose pack answer borrows from a pack-mate, or whose "
+             "text looks like an injection, is re-run alone (extraction_assets/engine/"
+             "contamination.py; the engine does not know the canaries). Measured by "
+             f"`tests/reliability/canary.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             ""]
+    if rows:
+        lines += ["| pack size | packs | before: answered / failed | before: contaminated | "
+                  "before: calls | before: s | after: answered / failed | after: re-run alone | "
+                  "after: contaminated | after: calls | after: s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+    else:
+        lines.append("(not measured: no --vllm-url)")
+    return lines
+
+
+def replace_canary_section(args: argparse.Namespace) -> None:
+    """Measure the canaries only and put their section in place of the old one."""
+    text = OUT.read_text(encoding="utf-8")
+    start = text.index(CANARY_TITLE)
+    end = text.find("\n## ", start + len(CANARY_TITLE))
+    section = "\n".join(canary_section(args)) + "\n"
+    OUT.write_text(text[:start] + section + (text[end:] if end >= 0 else ""), encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vllm-url", default=None)
     parser.add_argument("--vllm-model", default="smollm2-135m-instruct")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--canary-packs", type=int, default=2)
+    parser.add_argument("--canary-only", action="store_true",
+                        help="measure only the canaries; replace their section of the results")
     args = parser.parse_args()
+    if args.canary_only:
+        replace_canary_section(args)
+        print(OUT.read_text(encoding="utf-8"))
+        return 0
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = ["# Reliability and security figures", "",
              f"Produced by `.venv/bin/python benchmarks/reliability.py"
@@ -145,27 +200,7 @@ def main() -> int:
     lines.append("")
     flush(lines)
 
-    canary_rows = []
-    if args.vllm_url:
-        for size in (1, 5, 20):
-            t0 = time.monotonic()
-            r = measure(args.vllm_url, args.vllm_model, size, packs=args.canary_packs)
-            canary_rows.append(
-                f"| {size} | {args.canary_packs} | {r.items} | {r.failed} | "
-                f"{len(r.contaminated)} ({r.rate:.0%}) | {r.rerun} | {r.rerun_failed} | "
-                f"{len(r.after_mitigation)} ({r.rate_after:.0%}) | {time.monotonic() - t0:.0f} |")
-    lines += ["## Hostile text: canary contamination (translation task, real vLLM)", "",
-              "One hostile document per pack (\"ignore previous instructions\", a forged "
-              "closing/opening item tag, another item's id); every document names a unique "
-              "made-up person. Contaminated = an answer names another document's person. "
-              "Mitigation = re-run suspicious items alone (tests/reliability/canary.py; not yet "
-              "in the engine).", ""]
-    if canary_rows:
-        lines += ["| pack size | packs | items answered | items failed | contaminated | "
-                  "re-run alone | re-run failed | contaminated after | s |",
-                  "|---|---|---|---|---|---|---|---|---|", *canary_rows]
-    else:
-        lines.append("(not measured: no --vllm-url)")
+    lines += canary_section(args)
 
     rows_lost = [v for r in (fake, vllm) if r for v in r.violations if "lost" in v]
     lines += ["", "## Summary", "",

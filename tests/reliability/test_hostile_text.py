@@ -1,25 +1,78 @@
 """Why: documents are untrusted text. A document saying "ignore previous instructions", imitating the
-item delimiters or forging another item's id must not change another item's answer. Planted canary
-documents in packs of 1, 5 and 20 on the real vLLM server measure how often an answer mentions another
-document's canary; re-running suspicious items alone must bring that to zero (alone, there is no other
-document to borrow from). The rates are figures (benchmarks/reliability.py); the test holds the
-mitigation to zero and the contamination to what the per-call key and id-keyed schema allow."""
+item delimiters or forging another item's id must not change another item's stored answer. Planted
+canary documents in packs of 1, 5 and 20 on the real vLLM server are extracted twice by the engine:
+without its isolation of suspicious items (how often an answer mentions another document's canary)
+and with it (the engine re-runs suspicious items alone; nothing it stores may name another
+document's canary). The rates are figures (benchmarks/reliability.py). The switch itself is checked
+through the CLI and the Dagster job against the fault-injecting fake, which mixes items on demand."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
+import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
+from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer, borrowing
 from tests.reliability.canary import measure
+from tests.reliability.harness import ROOT, cli_project, query, write_corpus
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-
+@pytest.mark.vllm
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 5, 20])
 def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size):
     result = measure(vllm_url, vllm_model, size, packs=2)
-    assert result.items + result.failed == 2 * (size - 1 if size > 1 else 1)
+    before, after = result.before, result.after
+    expected = 2 * (size - 1 if size > 1 else 1)
+    assert before.items + before.failed == expected and after.items + after.failed == expected
     if size == 1:
-        assert result.contaminated == []  # nothing else in the prompt to borrow from
+        assert before.contaminated == [] and after.rerun_alone == 0  # nothing else in the prompt
+    else:
+        # Each pack's hostile document (and the item it forges) is re-run alone by the engine.
+        assert after.rerun_alone >= 2, after
+    assert before.rerun_alone == 0
     # The 135M model does mix items sometimes; more than half would mean the defences are gone.
-    assert result.rate <= 0.5, result.contaminated
-    assert result.after_mitigation == [], "an item answered alone still names another document"
+    assert before.rate <= 0.5, before.contaminated
+    assert after.contaminated == [], "the engine stored an answer naming another document"
+
+
+def _stored_names(db) -> dict[str, str]:
+    rows = query(db, "SELECT doc_id, fields FROM extractions "
+                     "WHERE status = 'ok' AND corpus = 'canary'")
+    return {doc_id: json.loads(fields)["name"] for doc_id, fields in rows}
+
+
+def _rerun_metadata(dagster_home) -> list[int]:
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        events = instance.fetch_materializations(dg.AssetKey("biography_extractions"), limit=10)
+        return [r.asset_materialization.metadata["run/rerun_alone"].value for r in events.records]
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_isolation_switch_through_the_cli(tmp_path, isolate):
+    docs = [{"id": f"d{i}", "text": f"The merchant Zq{'abcd'[i] * 4}ov sold salt in Basra."}
+            for i in range(4)]
+    with FaultInjectingOpenAIServer(default=borrowing("d0", "name", "Zqbbbbov")) as fake:
+        cli = cli_project(tmp_path, fake.url, "fake")
+        write_corpus(cli.source_root, "canary", docs)
+        cmd = cli.cmd("canary", items_per_call=4, max_concurrency=1)
+        if not isolate:
+            cmd.append("--no-isolate-suspicious")
+        done = subprocess.run(cmd, cwd=ROOT, env=cli.env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        # Only the corpus's calls (the job may make others, e.g. an evaluation sample).
+        pack_sizes = [len(r.ids) for r in fake.requests if set(r.ids) <= {d["id"] for d in docs}]
+    names = _stored_names(cli.db)
+    assert {k: v for k, v in names.items() if k != "d0"} == {
+        f"d{i}": f"name-of-d{i}" for i in range(1, 4)}
+    if isolate:
+        assert pack_sizes == [4, 1] and names["d0"] == "name-of-d0"
+        assert _rerun_metadata(cli.env["DAGSTER_HOME"]) == [1]
+        assert "re-run alone" in done.stdout + done.stderr
+    else:
+        assert pack_sizes == [4] and names["d0"] == "Zqbbbbov"
+        assert _rerun_metadata(cli.env["DAGSTER_HOME"]) == [0]
