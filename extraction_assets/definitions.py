@@ -35,7 +35,7 @@ def llm_resource_from_env() -> LLMResource:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     llm = LLMResource.from_env()
-    task_assets = [a for name in settings.tasks for a in build_task_assets(get_task(name), llm)]
+    task_assets = [a for name in settings.tasks for a in build_task_assets(get_task(name), llm, settings)]
     job = dg.define_asset_job(
         "extract_corpus",
         selection=dg.AssetSelection.assets(corpus_documents, *task_assets),

@@ -32,6 +32,11 @@ class Settings:
     tasks: tuple[str, ...]  # EXTRACTION_TASKS: comma-separated task names
     schedule_cron: str  # EXTRACTION_SCHEDULE_CRON
     sensor_interval_s: int  # EXTRACTION_SENSOR_INTERVAL_S
+    # EXTRACTION_GOLD_SAMPLE: gold sets scored by the gold_sample check, "set[:size]" comma-separated
+    # (sample = the bundled gold, taqrib / redocred from the shared data); "none" = no check.
+    gold_sample: tuple[tuple[str, int | None], ...] = (("sample", None),)
+    gold_threshold: float = 0.5  # EXTRACTION_GOLD_THRESHOLD: the check warns below this mean score
+    gold_seed: int = 0  # EXTRACTION_GOLD_SEED: which documents a sized sample takes
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,4 +56,25 @@ class Settings:
             ),
             schedule_cron=env.get("EXTRACTION_SCHEDULE_CRON", "0 2 * * *"),
             sensor_interval_s=int(env.get("EXTRACTION_SENSOR_INTERVAL_S", "30")),
+            gold_sample=parse_gold_sample(env.get("EXTRACTION_GOLD_SAMPLE", "sample")),
+            gold_threshold=float(env.get("EXTRACTION_GOLD_THRESHOLD", "0.5")),
+            gold_seed=int(env.get("EXTRACTION_GOLD_SEED", "0")),
         )
+
+
+def parse_gold_sample(text: str) -> tuple[tuple[str, int | None], ...]:
+    """ "taqrib:20,sample" -> (("taqrib", 20), ("sample", None)); "none" or "" -> ()."""
+    out: list[tuple[str, int | None]] = []
+    for part in text.split(","):
+        name, _, size = part.strip().partition(":")
+        name = name.strip()
+        if not name or name.lower() == "none":
+            continue
+        try:
+            count = int(size) if size.strip() else None
+        except ValueError:
+            raise ValueError(f"EXTRACTION_GOLD_SAMPLE: bad size in {part.strip()!r}") from None
+        if count is not None and count < 1:
+            raise ValueError(f"EXTRACTION_GOLD_SAMPLE: size must be >= 1 in {part.strip()!r}")
+        out.append((name, count))
+    return tuple(out)

@@ -485,6 +485,24 @@ class DuckDBStore(dg.ConfigurableResource):
             ).fetchall()
         return (row[0] if row else 0), [r[0] for r in ids]
 
+    def current_fields(
+        self, corpus: str, task: str, task_version: str
+    ) -> dict[str, dict[str, Any] | None]:
+        """doc_id -> the ok answer at this task version for the document's current text, or None
+        (failed, pending, or made from an older text or version); every current document."""
+        params = {"corpus": corpus, "task": task, "version": task_version}
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                """SELECT d.doc_id,
+                    CASE WHEN e.status = 'ok' AND e.content_hash = d.content_hash
+                              AND e.task_version = $version THEN e.fields END
+                FROM documents d LEFT JOIN extractions e
+                    ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
+                WHERE d.corpus = $corpus AND NOT d.deleted ORDER BY d.doc_id""",
+                params,
+            ).fetchall()
+        return {doc_id: None if fields is None else json.loads(fields) for doc_id, fields in rows}
+
     # --- typed views and exports -----------------------------------------------------------------
 
     def ensure_task_view(self, task_name: str, item_model: type[BaseModel]) -> str:

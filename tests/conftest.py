@@ -9,6 +9,10 @@ import pytest
 
 from extraction_assets import serve
 
+# The gold_sample check extracts its gold documents (10 by default) in every fresh store: the
+# tests that are not about it keep it off; tests/pipeline/test_gold_check.py turns it on.
+os.environ.setdefault("EXTRACTION_GOLD_SAMPLE", "none")
+
 # --- the vLLM server --------------------------------------------------------------------------
 
 

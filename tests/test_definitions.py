@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_asset_graph_shape(monkeypatch, tmp_path):
     monkeypatch.setenv("EXTRACTION_HOME", str(tmp_path))
     monkeypatch.setenv("EXTRACTION_TASKS", "biography,translation")
+    monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "sample")  # the default outside the tests
     from extraction_assets.definitions import build_definitions
     from extraction_assets.settings import Settings
 
@@ -33,7 +34,14 @@ def test_asset_graph_shape(monkeypatch, tmp_path):
     assert node.parent_keys == {dg.AssetKey("corpus_documents")}
     assert node.code_version and node.partitions_def is not None
     checks = defs.resolve_assets_def("biography_extractions").check_keys
+    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness", "gold_sample"}
+    # the bundled gold is written for the biography task only
+    checks = defs.resolve_assets_def("translation_extractions").check_keys
     assert {c.name for c in checks} == {"coverage", "validity", "source_freshness"}
+    monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "none")
+    defs = build_definitions(Settings.from_env())
+    checks = defs.resolve_assets_def("biography_extractions").check_keys
+    assert "gold_sample" not in {c.name for c in checks}
 
 
 def _run(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""CLI: python -m extraction_assets.evaluation --gold redocred|taqrib --limit 20
+"""CLI: python -m extraction_assets.evaluation --gold redocred|taqrib|sample --limit 20
 --items-per-call 1,5,20 --out benchmarks/results/eval [--seed 0] [--max-concurrency 4]
 python -m extraction_assets.evaluation --compare-editions
 

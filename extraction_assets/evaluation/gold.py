@@ -396,7 +396,43 @@ def load_taqrib(root: Path | None = None, edition: str = "JK000121") -> list[Gol
     return docs
 
 
-GOLD_SETS = {"redocred": load_redocred, "taqrib": load_taqrib}
+# --- the bundled sample ------------------------------------------------------------------------
+
+SAMPLE_GOLD_FILE = Path(__file__).resolve().parents[1] / "sample_data" / "gold" / "biography.jsonl"
+SAMPLE_CORPUS = "biographies"
+
+
+def load_sample_gold(root: Path | None = None) -> list[GoldDocument]:
+    """Hand-written gold for 10 entries of the bundled sample corpus (five English/German, five
+    Arabic), joined to their text in the corpus file: it ships with the package, so `root` (the
+    shared data folder) is not used."""
+    from extraction_assets.corpora.sources import read_corpus
+    from extraction_assets.settings import SAMPLE_SOURCE_ROOT
+
+    path = SAMPLE_GOLD_FILE
+    if not path.is_file():
+        raise GoldFileMissingError(f"gold file missing: {path} (the bundled sample gold)")
+    texts = {d.doc_id: d for d in read_corpus(SAMPLE_SOURCE_ROOT, SAMPLE_CORPUS)}
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        doc = texts[row["id"]]
+        out.append(GoldDocument(
+            doc_id=row["id"],
+            text=doc.text,
+            lang=row["id"].split("-")[0],  # the sample's ids start with their language
+            gold=row["gold"],
+            source=doc.source or f"{SAMPLE_CORPUS}/{row['id']}",
+            gold_sources={k: "sample-gold (hand-written from the entry text)" for k in row["gold"]},
+        ))
+    return out
+
+
+GOLD_SETS = {"redocred": load_redocred, "taqrib": load_taqrib, "sample": load_sample_gold}
+# The task each gold set is written for.
+GOLD_SET_TASK = {"redocred": "biography", "taqrib": "biography", "sample": "biography"}
 
 
 def load_gold(name: str, root: Path | None = None) -> list[GoldDocument]:

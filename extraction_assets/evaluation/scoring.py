@@ -49,7 +49,15 @@ TAQRIB_FIELDS = (
     FieldSpec("kunya", "kunya", "kunya"),
     FieldSpec("generation", "generation", "enum"),
 )
-FIELD_SPECS = {"redocred": REDOCRED_FIELDS, "taqrib": TAQRIB_FIELDS}
+# The bundled sample's gold (extraction_assets/sample_data/gold): English and Arabic entries
+# whose full years are written out, so no tolerance.
+SAMPLE_FIELDS = (
+    *REDOCRED_FIELDS[:5],
+    FieldSpec("grade", "grade", "enum"),
+    FieldSpec("kunya", "kunya", "kunya"),
+    FieldSpec("generation", "generation", "enum"),
+)
+FIELD_SPECS = {"redocred": REDOCRED_FIELDS, "taqrib": TAQRIB_FIELDS, "sample": SAMPLE_FIELDS}
 
 
 @dataclass

@@ -14,6 +14,12 @@ from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
 from extraction_assets.extractions.checks import CHECK_NAMES, ChecksConfig, evaluate_checks
+from extraction_assets.extractions.gold_check import (
+    GOLD_CHECK,
+    GoldRun,
+    evaluate_gold_sample,
+    gold_check_specs,
+)
 from extraction_assets.extractions.metadata import markdown_table, table_schema
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
@@ -87,14 +93,18 @@ async def resolve_recipe(
     return n, c
 
 
-def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
+def build_task_assets(
+    task: ExtractionTask, llm: LLMResource, settings: Settings | None = None
+) -> list[Any]:
     """The extractions and typed-table assets of one task.
 
     `code_version` is the task version for the configured model, so a changed prompt, schema or model
     shows up in the UI as a code version change (and the store re-extracts on its own).
     """
+    settings = settings or Settings.from_env()
     code_version = task.version(llm.model, llm.get_client().generation_params())
     extractions_key = dg.AssetKey(f"{task.name}_extractions")
+    gold_specs = gold_check_specs(task, settings, extractions_key)
 
     @dg.asset(
         key=extractions_key,
@@ -107,7 +117,8 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
         check_specs=[
             dg.AssetCheckSpec(name, asset=extractions_key, description=desc)
             for name, desc in CHECK_NAMES.items()
-        ],
+        ]
+        + gold_specs,
         description=(
             f"{task.description} Extracts only pending documents (new or changed text, a new task "
             "version, or earlier failures under the retry limit), packed several per call, with several "
@@ -190,6 +201,10 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
             version,
             ChecksConfig(max_failed_share=config.max_failed_share),
         )
+        if gold_specs:
+            check_results.append(
+                await _gold_check(context, llm, store, version, engine_settings, config.retry_limit)
+            )
         field_changes = [c for c in changes if c.get("field")]
         return dg.MaterializeResult(
             metadata={
@@ -216,6 +231,32 @@ def build_task_assets(task: ExtractionTask, llm: LLMResource) -> list[Any]:
             },
             check_results=check_results,
         )
+
+    async def _gold_check(
+        context: dg.AssetExecutionContext,
+        llm: LLMResource,
+        store: DuckDBStore,
+        version: str,
+        engine_settings: EngineSettings,
+        retry_limit: int,
+    ) -> dg.AssetCheckResult:
+        """The gold_sample check with the run's recipe; an error in it warns, it never fails the
+        step (the corpus's extractions are stored whatever the check finds)."""
+        client = llm.get_client()
+        run = GoldRun(store, client, client.backend, llm.model, version, context.run.run_id,
+                      engine_settings, retry_limit, context.log)
+        try:
+            return await evaluate_gold_sample(task, Settings.from_env(), run)
+        except Exception as exc:  # any error becomes the check result
+            context.log.exception("gold_sample check failed")
+            return dg.AssetCheckResult(
+                check_name=GOLD_CHECK,
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"error": f"{type(exc).__name__}: {exc}"},
+            )
+        finally:
+            await client.aclose()
 
     @dg.asset(
         name=f"{task.name}_table",

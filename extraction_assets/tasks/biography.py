@@ -107,6 +107,7 @@ BIOGRAPHY = ExtractionTask(
     # Measured on the dev server (SmolLM2-135M, compact JSON, one item per call): 285 tokens
     # for an English entry, 463 and 656 for Arabic ones, >1000 (looping) for a third. The
     # budget is pooled over a pack, so 600/item covers the finishing answers; looping ones
-    # are cut, retried with twice the budget, then failed.
+    # are cut, retried with twice the budget, then failed. kunya + generation add ~19 tokens to an
+    # answer (SmolLM2 tokenizer; a complete compact Arabic answer is ~250): 600 still covers them.
     output_tokens_per_item=600,
 )

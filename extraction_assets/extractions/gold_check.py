@@ -1,0 +1,170 @@
+"""The gold_sample check: extraction quality on a small gold sample, with every materialisation.
+
+The gold documents go through the same engine and store as any corpus, as a pseudo-corpus per
+gold set (`[gold]sample`, `[gold]taqrib`; brackets are not allowed in corpus folder names, so it
+can never meet a real corpus). So they are extracted once per task version, with the run's
+recipe, and later runs only re-score what the store holds. The check passes when the mean of
+the gold sets' mean field scores reaches the threshold; it warns (never fails the step) below it,
+and also when a configured gold set is missing or its documents could not be extracted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
+from extraction_assets.evaluation.gold import (
+    GOLD_SET_TASK,
+    GOLD_SETS,
+    GoldDocument,
+    GoldFileMissingError,
+    load_gold,
+)
+from extraction_assets.evaluation.harness import sample
+from extraction_assets.evaluation.scoring import FIELD_SPECS, covered_specs, score_documents
+from extraction_assets.extractions.metadata import markdown_table
+from extraction_assets.settings import Settings
+from extraction_assets.tasks import ExtractionTask
+from extraction_assets.types import CallOutcome, Document
+from resources.store import DuckDBStore
+
+GOLD_CHECK = "gold_sample"
+GOLD_CHECK_DESCRIPTION = (
+    "Mean field score on the configured gold sample (EXTRACTION_GOLD_SAMPLE) is at least "
+    "EXTRACTION_GOLD_THRESHOLD; per-field scores, overall and per language, in the metadata."
+)
+
+
+def gold_corpus(gold_set: str) -> str:
+    """The pseudo-corpus a gold set is extracted into."""
+    return f"[gold]{gold_set}"
+
+
+def gold_sets_for(task: ExtractionTask, settings: Settings) -> list[tuple[str, int | None]]:
+    """The configured gold sets written for this task (an unknown name is kept: the check
+    reports it rather than dropping it)."""
+    return [(n, k) for n, k in settings.gold_sample if GOLD_SET_TASK.get(n, task.name) == task.name]
+
+
+def gold_check_specs(task: ExtractionTask, settings: Settings, asset: dg.AssetKey
+                     ) -> list[dg.AssetCheckSpec]:
+    if not gold_sets_for(task, settings):
+        return []
+    return [dg.AssetCheckSpec(GOLD_CHECK, asset=asset, description=GOLD_CHECK_DESCRIPTION)]
+
+
+@dataclass
+class GoldRun:
+    """What the extraction step lends the check: its store, client and recipe."""
+
+    store: DuckDBStore
+    client: Any
+    backend: str
+    model: str
+    task_version: str
+    run_id: str
+    engine_settings: EngineSettings
+    retry_limit: int
+    log: Any
+
+
+async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: str,
+                        run: GoldRun) -> int:
+    """Sync the gold documents into their pseudo-corpus and extract what is pending there;
+    returns how many were pending."""
+    documents = [Document.make(corpus, d.doc_id, d.text, d.source) for d in docs]
+
+    async def write(outcome: CallOutcome) -> None:
+        await asyncio.to_thread(
+            run.store.record_outcome, run_id=run.run_id, corpus=corpus, task=task.name,
+            task_version=run.task_version, backend=run.backend, model=run.model, outcome=outcome,
+        )
+
+    # Two partitions finishing together would extract the same gold documents: one waits.
+    with run.store.extraction_lock(corpus, task.name, on_wait=run.log.info):
+        await asyncio.to_thread(run.store.sync_documents, corpus, documents, run.run_id)
+        pending = await asyncio.to_thread(
+            run.store.pending_documents, corpus, task.name, run.task_version, run.retry_limit
+        )
+        if pending:
+            run.log.info(f"gold sample {corpus}: extracting {len(pending)} documents")
+            await extract(task, pending, run.client, run.engine_settings, write, log=run.log)
+    return len(pending)
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+async def evaluate_gold_sample(task: ExtractionTask, settings: Settings, run: GoldRun
+                               ) -> dg.AssetCheckResult:
+    """Extract (if needed) and score the configured gold sample; the check result."""
+    problems: list[str] = []
+    scores: dict[str, dict[str, Any]] = {}
+    extracted = documents = 0
+    if not gold_sets_for(task, settings):
+        problems.append(f"no gold set for task {task.name} in EXTRACTION_GOLD_SAMPLE")
+    for name, size in gold_sets_for(task, settings):
+        try:
+            docs = load_gold(name)
+        except KeyError:
+            problems.append(f"{name}: unknown gold set (known: {', '.join(sorted(GOLD_SETS))})")
+            continue
+        except GoldFileMissingError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        docs = sample(docs, size or len(docs), settings.gold_seed)
+        corpus = gold_corpus(name)
+        try:
+            extracted += await _extract_gold(task, docs, corpus, run)
+        except ServerUnavailableError as exc:
+            problems.append(f"{name}: the LLM server stayed unavailable ({exc}); unscored "
+                            "documents count as wrong")
+        answers = await asyncio.to_thread(
+            run.store.current_fields, corpus, task.name, run.task_version
+        )
+        specs, _ = covered_specs(FIELD_SPECS[name], task.item_model.model_fields)
+        scores[name] = score_documents(docs, {d.doc_id: answers.get(d.doc_id) for d in docs}, specs)
+        documents += len(docs)
+
+    means = [s["overall"]["mean_score"] for s in scores.values()]
+    mean = sum(means) / len(means) if means and None not in means else None
+    passed = not problems and mean is not None and mean >= settings.gold_threshold
+    metadata: dict[str, Any] = {
+        "gold_sets": ", ".join(f"{n}:{k or 'all'}" for n, k in gold_sets_for(task, settings)),
+        "threshold": settings.gold_threshold,
+        "documents": documents,
+        "answered": sum(s["overall"]["answered"] for s in scores.values()),
+        "extracted_this_run": extracted,
+        "task_version": run.task_version,
+    }
+    if mean is not None:
+        metadata["mean_score"] = round(mean, 4)
+    if problems:
+        metadata["missing"] = "; ".join(problems)
+    rows = []
+    for name, result in scores.items():
+        for lang, block in [("all", result["overall"]), *result["by_language"].items()]:
+            row = {"gold": name, "language": lang,
+                   "answered": f"{block['answered']}/{block['n_documents']}"}
+            for field, f in block["fields"].items():
+                row[field] = _fmt(f["score"])
+                if lang == "all" and f["score"] is not None:
+                    metadata[f"score/{name}/{field}"] = round(f["score"], 4)
+            row["mean"] = _fmt(block["mean_score"])
+            rows.append(row)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    table = [{c: r.get(c, "-") for c in columns} for r in rows]
+    metadata["scores"] = dg.MetadataValue.md(markdown_table(table, columns))
+    return dg.AssetCheckResult(
+        check_name=GOLD_CHECK,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=None if not problems else "gold sample missing or incomplete: "
+        + "; ".join(problems),
+    )
