@@ -44,6 +44,10 @@ DDL = [
         change VARCHAR NOT NULL
             CHECK (change IN ('new', 'changed', 'deleted', 'restored', 're-extracted')),
         field VARCHAR, old_value VARCHAR, new_value VARCHAR, "at" TIMESTAMP NOT NULL)""",
+    # The source fingerprint each corpus was last synced from: an unchanged folder is not re-read.
+    """CREATE TABLE IF NOT EXISTS corpus_sources (
+        corpus VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL, reader VARCHAR NOT NULL,
+        synced_at TIMESTAMP NOT NULL, run_id VARCHAR)""",
 ]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")

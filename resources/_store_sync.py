@@ -33,6 +33,57 @@ FROM incoming i FULL OUTER JOIN
     ON i.doc_id = d.doc_id"""
 
 
+# Python's str.isspace() set, so a text the Python reader rejects as empty is never accepted here.
+_BLANK = r"[\s\p{Z}\x{0b}\x{1c}-\x{1f}\x{85}]*"
+_READ_FILE = """INSERT INTO incoming
+SELECT CASE json_type(id) WHEN 'VARCHAR' THEN id->>'$' ELSE id::VARCHAR END,
+       text->>'$', sha256(nfc_normalize(text->>'$'))[:32], $name || ':' || ordinality,
+       json_type(id) AS id_type, json_type(text) AS text_type
+FROM read_json($path, format = 'newline_delimited', columns = {id: 'JSON', text: 'JSON'})
+    WITH ORDINALITY"""
+# Rows the Python reader would reject or number differently: it decides (and names them).
+_SUSPECT = f"""SELECT count(*) FROM incoming WHERE id_type IS NULL
+    OR id_type NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT') OR doc_id = ''
+    OR text_type IS DISTINCT FROM 'VARCHAR' OR regexp_full_match(text, '{_BLANK}')"""
+
+
+def load_incoming_ndjson(con: duckdb.DuckDBPyConnection, files: list[tuple[str, str, int]]) -> bool:
+    """Fill ``incoming`` from plain NDJSON files with DuckDB's reader; False if it cannot vouch.
+
+    ``files`` are (path, name, lines as the Python reader numbers them). Parsing and hashing
+    a million documents here takes ~1.5 s against ~9 s through Python. DuckDB's reader and
+    Python's differ on edge cases (blank lines, duplicate keys, lone surrogates, big integer
+    ids), so any error, suspicious row, duplicated id or record count other than the line
+    count returns False: the caller then streams the corpus through the Python reader, which
+    is the reference and names the offending document.
+    """
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE incoming (doc_id VARCHAR, text VARCHAR, "
+        "content_hash VARCHAR, source VARCHAR, id_type VARCHAR, text_type VARCHAR)"
+    )
+    try:
+        for path, name, lines in files:
+            before = _count(con, "SELECT count(*) FROM incoming")
+            con.execute(_READ_FILE, {"path": path, "name": name})
+            if _count(con, "SELECT count(*) FROM incoming") - before != lines:
+                return False  # blank lines: record numbers are not line numbers
+    except duckdb.Error:
+        return False
+    if _count(con, _SUSPECT) or _count(
+        con,
+        "SELECT count(*) FROM (SELECT doc_id FROM incoming GROUP BY doc_id HAVING count(*) > 1)",
+    ):
+        return False
+    con.execute("ALTER TABLE incoming DROP COLUMN id_type")
+    con.execute("ALTER TABLE incoming DROP COLUMN text_type")
+    return True
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return int(row[0]) if row else 0
+
+
 def insert_incoming(con: duckdb.DuckDBPyConnection, docs: list[Document]) -> None:
     """Append one chunk to the temp table: lists as parameters, unnested.
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import duckdb
@@ -45,7 +45,15 @@ from resources._store_schema import (
     task_view_sql,
     view_name,
 )
-from resources._store_sync import INCOMING_DDL, apply_sync, insert_incoming
+from resources._store_sync import (
+    INCOMING_DDL,
+    apply_sync,
+    insert_incoming,
+    load_incoming_ndjson,
+)
+
+if TYPE_CHECKING:
+    from extraction_assets.corpora.sources import CorpusScan
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _SYNC_CHUNK = 10_000
@@ -91,6 +99,8 @@ class DocumentSync:
     new_ids: list[str] = field(default_factory=list)
     deleted_ids: list[str] = field(default_factory=list)
     restored_ids: list[str] = field(default_factory=list)
+    # How the source was read: "duckdb", "python", or why it was not read at all.
+    reader: str = "python"
 
 
 def _utcnow() -> datetime:
@@ -99,6 +109,90 @@ def _utcnow() -> datetime:
 
 def _is_lock_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and any(m in str(exc) for m in _LOCK_MARKERS)
+
+
+@contextlib.contextmanager
+def _committed(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+        # Merge the WAL into the file while this process still holds the exclusive lock, rather
+        # than relying on the implicit checkpoint at close. (Once, under load ~17 on 2 cores,
+        # one of 400 committed writes from two processes was missing afterwards; not reproduced.)
+        con.execute("CHECKPOINT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+def _stream_incoming(
+    con: duckdb.DuckDBPyConnection, corpus: str, documents: Iterable[Document]
+) -> None:
+    """Stream documents into the temp table ``incoming`` (autocommit: the store is untouched)."""
+    con.execute(INCOMING_DDL)
+    chunk: list[Document] = []
+    for doc in documents:
+        if doc.corpus != corpus:
+            raise ValueError(f"document {doc.doc_id!r} belongs to {doc.corpus!r}, not {corpus!r}")
+        chunk.append(doc)
+        if len(chunk) >= _SYNC_CHUNK:
+            insert_incoming(con, chunk)
+            chunk = []
+    insert_incoming(con, chunk)
+    duplicates = con.execute(
+        "SELECT doc_id FROM incoming GROUP BY doc_id HAVING count(*) > 1 ORDER BY doc_id LIMIT 20"
+    ).fetchall()
+    if duplicates:
+        raise ValueError(
+            f"corpus {corpus!r}: duplicated document ids {[d[0] for d in duplicates]}; nothing synced"
+        )
+
+
+def _apply(
+    con: duckdb.DuckDBPyConnection, corpus: str, run_id: str, source: tuple[str, str] | None
+) -> DocumentSync:
+    """Diff ``incoming`` against the corpus and apply it in one transaction (+ the fingerprint)."""
+    now = _utcnow()
+    with _committed(con):
+        counts = apply_sync(con, corpus, run_id, now)
+        if source is None:  # synced from documents, not a folder: the next scan must read it
+            con.execute("DELETE FROM corpus_sources WHERE corpus = ?", [corpus])
+        else:
+            con.execute(
+                "INSERT OR REPLACE INTO corpus_sources VALUES (?, ?, ?, ?, ?)",
+                [corpus, source[0], source[1], now, run_id],
+            )
+
+        def sample(kind: str) -> list[str]:
+            rows = con.execute(
+                "SELECT doc_id FROM diff WHERE change = ? ORDER BY doc_id LIMIT ?",
+                [kind, _SAMPLE_IDS],
+            ).fetchall()
+            return [r[0] for r in rows]
+
+        result = DocumentSync(
+            new=counts.get("new", 0),
+            changed=counts.get("changed", 0),
+            deleted=counts.get("deleted", 0),
+            restored=counts.get("restored", 0),
+            unchanged=counts.get("unchanged", 0),
+            total_current=_current_count(con, corpus),
+            changed_ids=sample("changed"),
+            new_ids=sample("new"),
+            deleted_ids=sample("deleted"),
+            restored_ids=sample("restored"),
+        )
+        con.execute("DROP TABLE diff")
+    return result
+
+
+def _current_count(con: duckdb.DuckDBPyConnection, corpus: str) -> int:
+    row = con.execute(
+        "SELECT count(*) FROM documents WHERE corpus = ? AND NOT deleted", [corpus]
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _json(value: Any) -> str:
@@ -165,24 +259,18 @@ class DuckDBStore(dg.ConfigurableResource):
     @contextlib.contextmanager
     def _transaction(self, ensure: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction: committed on success, rolled back on any error."""
+        with self._write_connection(ensure) as con, _committed(con):
+            yield con
+
+    @contextlib.contextmanager
+    def _write_connection(self, ensure: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-write connection in autocommit mode, this process's write lock held."""
         if ensure:
             self.ensure_schema()
         with self._write_lock():
             con = self._open(read_only=False)
             try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                    con.execute("COMMIT")
-                    # Merge the WAL into the file while this process still holds the exclusive
-                    # lock, rather than relying on the implicit checkpoint at close. (Once, under
-                    # load ~17 on 2 cores, one of 400 committed writes from two processes was
-                    # missing afterwards; not reproduced since.)
-                    con.execute("CHECKPOINT")
-                except BaseException:
-                    with contextlib.suppress(duckdb.Error):
-                        con.execute("ROLLBACK")
-                    raise
+                yield con
             except (duckdb.IOException, duckdb.FatalException) as exc:
                 if _is_lock_error(exc):
                     raise
@@ -213,53 +301,40 @@ class DuckDBStore(dg.ConfigurableResource):
         Documents stream into a temporary table in chunks; if the iterable raises (a corpus
         error found late), nothing is written.
         """
-        now = _utcnow()
-        with self._transaction() as con:
-            con.execute(INCOMING_DDL)
-            chunk: list[Document] = []
-            for doc in documents:
-                if doc.corpus != corpus:
-                    raise ValueError(
-                        f"document {doc.doc_id!r} belongs to {doc.corpus!r}, not {corpus!r}"
-                    )
-                chunk.append(doc)
-                if len(chunk) >= _SYNC_CHUNK:
-                    insert_incoming(con, chunk)
-                    chunk = []
-            insert_incoming(con, chunk)
-            duplicates = con.execute(
-                "SELECT doc_id FROM incoming GROUP BY doc_id HAVING count(*) > 1 ORDER BY doc_id LIMIT 20"
-            ).fetchall()
-            if duplicates:
-                raise ValueError(
-                    f"corpus {corpus!r}: duplicated document ids {[d[0] for d in duplicates]}; nothing synced"
-                )
-            counts = apply_sync(con, corpus, run_id, now)
+        with self._write_connection() as con:
+            _stream_incoming(con, corpus, documents)
+            return _apply(con, corpus, run_id, source=None)
 
-            def sample(kind: str) -> list[str]:
-                rows = con.execute(
-                    "SELECT doc_id FROM diff WHERE change = ? ORDER BY doc_id LIMIT ?",
-                    [kind, _SAMPLE_IDS],
-                ).fetchall()
-                return [r[0] for r in rows]
-
-            total = con.execute(
-                "SELECT count(*) FROM documents WHERE corpus = ? AND NOT deleted", [corpus]
+    def sync_corpus(
+        self,
+        scan: CorpusScan,
+        run_id: str,
+        documents: Callable[[], Iterable[Document]],
+    ) -> DocumentSync:
+        """Sync a scanned corpus folder: skipped when its fingerprint is the one last synced,
+        else read by DuckDB (plain NDJSON) or streamed from ``documents()`` (the Python reader,
+        the reference: it also names the document behind any error). Nothing is written unless
+        the whole corpus reads cleanly."""
+        corpus = scan.corpus
+        with self._write_connection() as con:
+            row = con.execute(
+                "SELECT fingerprint FROM corpus_sources WHERE corpus = ?", [corpus]
             ).fetchone()
-            result = DocumentSync(
-                new=counts.get("new", 0),
-                changed=counts.get("changed", 0),
-                deleted=counts.get("deleted", 0),
-                restored=counts.get("restored", 0),
-                unchanged=counts.get("unchanged", 0),
-                total_current=total[0] if total else 0,
-                changed_ids=sample("changed"),
-                new_ids=sample("new"),
-                deleted_ids=sample("deleted"),
-                restored_ids=sample("restored"),
-            )
-            con.execute("DROP TABLE diff")
-        return result
+            if row and row[0] == scan.fingerprint:
+                return DocumentSync(
+                    unchanged=_current_count(con, corpus),
+                    total_current=_current_count(con, corpus),
+                    reader="skipped: source fingerprint unchanged since the last sync",
+                )
+            files = [(str(f.path), f.path.name, f.lines) for f in scan.files]
+            if scan.plain and load_incoming_ndjson(con, files):
+                reader = "duckdb"
+            else:
+                _stream_incoming(con, corpus, documents())
+                reader = "python"
+            result = _apply(con, corpus, run_id, source=(scan.fingerprint, reader))
+            result.reader = reader
+            return result
 
     # --- pending set -----------------------------------------------------------------------------
 
@@ -424,6 +499,14 @@ class DuckDBStore(dg.ConfigurableResource):
             cur = con.execute(sql, params)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def synced_fingerprint(self, corpus: str) -> str | None:
+        """The source fingerprint the corpus was last synced from (None before the first sync)."""
+        with self.connect(read_only=True) as con:
+            row = con.execute(
+                "SELECT fingerprint FROM corpus_sources WHERE corpus = ?", [corpus]
+            ).fetchone()
+        return row[0] if row else None
 
     def table_stats(
         self, corpus: str, task: str, task_version: str, retry_limit: int = 3

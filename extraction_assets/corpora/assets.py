@@ -1,10 +1,11 @@
 """The corpus documents asset: a corpus folder on disk, synced into the store's documents table."""
 
+import time
 
 import dagster as dg
 
 from extraction_assets.corpora.partitions import corpus_partitions
-from extraction_assets.corpora.sources import CorpusError, corpus_fingerprint, read_corpus
+from extraction_assets.corpora.sources import CorpusError, iter_corpus, scan_corpus
 from extraction_assets.settings import Settings
 from resources.store import DuckDBStore
 
@@ -25,18 +26,24 @@ OWNERS = ["team:data-extraction"]
 def corpus_documents(context: dg.AssetExecutionContext, store: DuckDBStore) -> dg.MaterializeResult:
     corpus = context.partition_key
     settings = Settings.from_env()
+    started = time.perf_counter()
     try:
-        # Read and validate the whole corpus before writing anything: a bad file leaves the store as it was.
-        documents = read_corpus(settings.source_root, corpus)
+        # Fingerprint first: a folder unchanged since the last sync is not read again. The sync
+        # reads and validates the whole corpus before writing: a bad file leaves the store as it was.
+        scan = scan_corpus(settings.source_root, corpus)
+        sync = store.sync_corpus(
+            scan, context.run.run_id, lambda: iter_corpus(settings.source_root, corpus)
+        )
     except CorpusError as exc:
         raise dg.Failure(
             description=f"{exc} (nothing was written for corpus {corpus!r})",
             metadata={"corpus": corpus, "source_root": str(settings.source_root)},
         ) from exc
-    sync = store.sync_documents(corpus, documents, run_id=context.run.run_id)
+    seconds = time.perf_counter() - started
     context.log.info(
-        f"corpus {corpus!r}: {len(documents)} documents read; new={sync.new} changed={sync.changed} "
-        f"deleted={sync.deleted} restored={sync.restored} unchanged={sync.unchanged}"
+        f"corpus {corpus!r}: {sync.total_current} current documents ({sync.reader}, {seconds:.1f} s); "
+        f"new={sync.new} changed={sync.changed} deleted={sync.deleted} restored={sync.restored} "
+        f"unchanged={sync.unchanged}"
     )
     return dg.MaterializeResult(
         metadata={
@@ -46,7 +53,9 @@ def corpus_documents(context: dg.AssetExecutionContext, store: DuckDBStore) -> d
             "deleted": sync.deleted,
             "restored": sync.restored,
             "unchanged": sync.unchanged,
-            "source_fingerprint": corpus_fingerprint(settings.source_root, corpus),
+            "reader": sync.reader,
+            "sync_seconds": round(seconds, 3),
+            "source_fingerprint": scan.fingerprint,
             "source_root": dg.MetadataValue.path(str(settings.source_root / corpus)),
             "store": dg.MetadataValue.path(store.path),
         }

@@ -32,15 +32,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from extraction_assets.types import Document
 
 log = logging.getLogger(__name__)
 
-ENV_SOURCE_ROOT = "EXTRACTION_SOURCE_ROOT"
 ENV_MAX_FILE_BYTES = "EXTRACTION_MAX_FILE_BYTES"
 DEFAULT_MAX_FILE_BYTES = 1 << 30
 MAX_CORPUS_NAME_LEN = 100
@@ -57,13 +59,6 @@ class CorpusError(ValueError):
         super().__init__(message)
         self.corpus = corpus
         self.document = document
-
-
-def default_source_root() -> Path:
-    env = os.environ.get(ENV_SOURCE_ROOT)
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "sample_data" / "corpora"
 
 
 def validate_corpus_name(corpus: str) -> str:
@@ -309,14 +304,92 @@ def _fingerprint(root: Path, corpus: str) -> str:
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.startswith(".") or entry.name.lower() in _IGNORED_NAMES:
             continue
-        digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
         if not entry.is_file() or entry.resolve().parent != folder:
-            digest.update(b"<not a regular file>\0")
+            _fingerprint_entry(digest, entry, None)
             continue
-        digest.update(f"{entry.stat().st_size}\0".encode())
-        file_digest = hashlib.sha256()
-        with entry.open("rb") as f:
-            while block := f.read(1 << 20):
-                file_digest.update(block)
-        digest.update(file_digest.digest())
+        _fingerprint_entry(digest, entry, _scan_file(entry))
     return digest.hexdigest()
+
+
+def _fingerprint_entry(digest: Any, entry: Path, scanned: _FileScan | None) -> None:
+    digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+    if scanned is None:
+        digest.update(b"<not a regular file>\0")
+        return
+    digest.update(f"{scanned.size}\0".encode())
+    digest.update(scanned.sha256)
+
+
+# Bytes after which a file is not *plain* NDJSON for DuckDB's reader: raw control characters
+# (Python's strict JSON rejects them inside strings, DuckDB's reader may not), a carriage return
+# not ending a line, a byte-order mark. Such files take the streaming Python reader.
+_NOT_PLAIN = re.compile(rb"[\x00-\x09\x0b\x0c\x0e-\x1f]|\r(?!\n)|\xef\xbb\xbf")
+
+
+@dataclass(frozen=True)
+class _FileScan:
+    size: int
+    sha256: bytes
+    lines: int  # lines as the Python reader numbers them (a last line without newline counts)
+    plain: bool
+
+
+def _scan_file(path: Path) -> _FileScan:
+    digest = hashlib.sha256()
+    size = lines = 0
+    plain = True
+    last = b""
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+            lines += block.count(b"\n")
+            plain = plain and _NOT_PLAIN.search(block) is None
+            last = block[-1:]
+    if size and last != b"\n":
+        lines += 1
+    return _FileScan(size, digest.digest(), lines, plain)
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    path: Path
+    lines: int
+    plain: bool
+
+
+@dataclass(frozen=True)
+class CorpusScan:
+    """A corpus folder checked and fingerprinted in one pass over its bytes, before reading it.
+
+    ``fingerprint`` equals :func:`corpus_fingerprint`; ``lines`` and ``plain`` let the store
+    read plain NDJSON files with DuckDB's own reader and still record ``file:line`` provenance
+    (record number == line number only when a file has no blank lines, which the store checks).
+    """
+
+    corpus: str
+    files: tuple[CorpusFile, ...]
+    fingerprint: str
+
+    @property
+    def plain(self) -> bool:
+        return all(f.plain for f in self.files)
+
+
+def scan_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> CorpusScan:
+    """Validate a corpus folder's entries and sizes and fingerprint it (no JSON parsing)."""
+    with _io_errors(corpus):
+        limit = _max_bytes(max_file_bytes)
+        digest = hashlib.sha256()
+        files = []
+        for path in _corpus_files(root, corpus):
+            scanned = _scan_file(path)
+            if scanned.size > limit:
+                raise CorpusError(
+                    f"corpus {corpus!r}: {path.name} is {scanned.size} bytes, "
+                    f"over the {limit}-byte limit",
+                    corpus,
+                )
+            _fingerprint_entry(digest, path, scanned)
+            files.append(CorpusFile(path, scanned.lines, scanned.plain))
+        return CorpusScan(corpus, tuple(files), digest.hexdigest())

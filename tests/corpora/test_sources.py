@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from extraction_assets.corpora.sources import (
     CorpusError,
     corpus_fingerprint,
-    default_source_root,
     iter_corpus,
     list_corpora,
     read_corpus,
     validate_corpus_name,
 )
+from extraction_assets.settings import Settings
 from extraction_assets.types import content_hash
 
 SAMPLE = Path(__file__).resolve().parents[2] / "extraction_assets" / "sample_data"
@@ -45,7 +45,7 @@ def good_corpus(root: Path, name: str = "c1") -> Path:
 
 
 def test_sample_corpus_reads_and_corrected_differs_in_exactly_three() -> None:
-    assert default_source_root() == SAMPLE / "corpora"
+    assert Settings.from_env().source_root.resolve() == (SAMPLE / "corpora").resolve()
     assert list_corpora(SAMPLE / "corpora") == ["biographies"]
     base = {d.doc_id: d for d in read_corpus(SAMPLE / "corpora", "biographies")}
     fixed = {d.doc_id: d for d in read_corpus(SAMPLE / "corrected", "biographies")}
@@ -58,7 +58,7 @@ def test_sample_corpus_reads_and_corrected_differs_in_exactly_three() -> None:
 
 def test_env_overrides_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EXTRACTION_SOURCE_ROOT", str(tmp_path))
-    assert default_source_root() == tmp_path
+    assert Settings.from_env().source_root == tmp_path
 
 
 def test_good_corpus(tmp_path: Path) -> None:

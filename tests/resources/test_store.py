@@ -452,4 +452,6 @@ def test_read_only_connect_on_a_fresh_path(tmp_path: Path) -> None:
     store = DuckDBStore(path=str(tmp_path / "sub" / "fresh.duckdb"))
     with store.connect(read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    assert tables == {"documents", "extractions", "extraction_history", "calls", "changes"}
+    assert tables == {
+        "documents", "extractions", "extraction_history", "calls", "changes", "corpus_sources"
+    }
