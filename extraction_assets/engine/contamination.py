@@ -10,16 +10,19 @@ again with the document alone in the prompt (where there is nothing to borrow fr
   Arabic-script tokens of >= 4 letters, and lower-case tokens that some text of the pack writes
   with a capital (a name the model lower-cased). Other lower-case Latin words are not
   candidates: an English summary of an Arabic entry uses "narrator" or "trustworthy" whether or
-  not an English sibling does. Only content ABSENT from the item's own text counts, so a teacher named in two entries of
-  the same dictionary is normal. Words of the prompt's static part (instructions, field guide and
-  enum values) and a short list of capitalised English function words are ignored.
+  not an English sibling does. Only content ABSENT from the item's own text counts (a teacher
+  named in two entries of the same dictionary is normal), and "absent" is strict: a value inside
+  a longer word of the own text is the item's own (Arabic clitics: "البصرة" in "بالبصرة"). Words
+  of the prompt's static part (instructions, field guide) and the schema's enum values are never
+  evidence, nor is a short list of capitalised English function words ("After", "During").
 - **injection**: the item's own text addresses the model ("ignore previous instructions",
   "disregard the above", "you are now", "system prompt") or imitates the item delimiters of
   engine/prompts.py (`<item id=... key=...>` / `</item key=...>`). Such a text may forge a
   sibling's item: a sibling whose id appears in a forged item tag is flagged too. The hostile
   item itself is re-run alone so that what is stored for it never depends on its pack-mates.
 
-Comparison keys: NFC, Arabic diacritics and letter variants folded, case folded, punctuation
+A false positive costs one extra call of one item; a miss stores a borrowed value, so the rules
+lean to flagging. Comparison keys: NFC, Arabic diacritics and letter variants folded, case folded, punctuation
 dropped, whole-token matching (`text_key`, the evaluation's `normalize_name`). The evaluation's
 contamination measure uses `find_borrowed` too (one detector).
 """
@@ -163,8 +166,8 @@ def suspicious_items(
 
     `texts`: every document of the pack (id -> text); `answers`: the pack's valid answers;
     `ignore_words`: text whose words are never evidence (the prompt's static part and the
-    schema's enum values, see `schema_words`); a value made only of such words is skipped. A pack of one
-    has no sibling and nothing to re-run."""
+    schema's enum values, see `schema_words`); a value made only of such words is skipped. A
+    pack of one has no sibling and nothing to re-run."""
     if len(texts) < 2:
         return {}
     keys = {doc_id: text_key(text) for doc_id, text in texts.items()}
