@@ -45,6 +45,7 @@ TESTS = [
     "tests/reliability/test_store_faults.py",
     "tests/reliability/test_bad_input.py",
     "tests/reliability/test_secrets.py",
+    "tests/reliability/test_secrets_webserver.py",
 ]
 
 
