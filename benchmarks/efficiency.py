@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import statistics
 import sys
 import tempfile
@@ -165,6 +166,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "efficiency")
     args = p.parse_args()
     args.run_id = f"{time.time():.0f}"
+    # A kill runs the `finally` below: the server this run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("extraction").setLevel(logging.WARNING)
