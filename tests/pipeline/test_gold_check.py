@@ -101,6 +101,12 @@ def test_store_current_fields_only_ok_answers_for_current_text_and_version(tmp_p
     }
 
 
+# Failed gold documents are retried by later runs up to retry_limit, like any corpus's: with 1,
+# the second run has nothing to extract whatever the tiny model got wrong.
+CFG = {"ops": {"biography_extractions": {"config": {"retry_limit": 1, "items_per_call": 5,
+                                                    "max_concurrency": 2}}}}
+
+
 def _gold_evaluation(result):  # type: ignore[no-untyped-def]
     evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == "gold_sample"]
     assert len(evaluations) == 1
@@ -111,16 +117,16 @@ def _gold_evaluation(result):  # type: ignore[no-untyped-def]
 def test_gold_check_scores_once_and_follows_the_threshold(
     tmp_path, monkeypatch, vllm_url, vllm_model
 ):  # type: ignore[no-untyped-def]
-    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
     monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "sample:3")
     monkeypatch.setenv("EXTRACTION_GOLD_THRESHOLD", "0")
+    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
     gold_ids = {d.doc_id for d in load_sample_gold()}
     corpus = [r for r in read_jsonl(SAMPLE_CORPUS) if r["id"] not in gold_ids][:2]
     write_corpus(settings.source_root / "tiny" / "documents.jsonl", corpus)
 
     with real_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
-        first = p.run("tiny")
+        first = p.run("tiny", CFG)
         assert first.success
         ev = _gold_evaluation(first)
         meta = {k: v.value for k, v in ev.metadata.items()}
@@ -138,7 +144,7 @@ def test_gold_check_scores_once_and_follows_the_threshold(
 
         # Nothing changed: the gold sample is re-scored from the store, not extracted again.
         monkeypatch.setenv("EXTRACTION_GOLD_THRESHOLD", "1.01")
-        second = p.run("tiny")
+        second = p.run("tiny", CFG)
         assert second.success
         ev2 = _gold_evaluation(second)
         meta2 = {k: v.value for k, v in ev2.metadata.items()}
@@ -150,7 +156,7 @@ def test_gold_check_scores_once_and_follows_the_threshold(
         # A gold set whose files are missing: the step succeeds, the check warns and says what.
         monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "taqrib:2")
         monkeypatch.setenv("EXTRACTION_EVAL_DATA", str(tmp_path / "no-data"))
-        third = p.run("tiny")
+        third = p.run("tiny", CFG)
         assert third.success
         ev3 = _gold_evaluation(third)
         assert ev3.passed is False
