@@ -1,5 +1,5 @@
 """CLI: python -m extraction_assets.evaluation --gold redocred|taqrib|sample --limit 20
---items-per-call 1,5,20 --out benchmarks/results/eval [--seed 0] [--max-concurrency 4]
+--items-per-call 1,5,20 --out benchmarks/results/eval [--seed 0] [--max-concurrency 4] [--no-isolate]
 python -m extraction_assets.evaluation --compare-editions
 
 The LLM comes from the environment (LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, ...).
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=4)
     parser.add_argument("--task", default="biography")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/eval"))
+    parser.add_argument("--no-isolate", action="store_true",
+                        help="keep pack answers that borrow from a pack-mate (measures the raw "
+                        "contamination the engine's re-run alone prevents)")
     parser.add_argument("--compare-editions", action="store_true",
                         help="only compare the two Taqrib editions and print the counts")
     args = parser.parse_args(argv)
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = EvalConfig(gold=args.gold, limit=args.limit, items_per_call=args.items_per_call,
                             seed=args.seed, max_concurrency=args.max_concurrency, task=args.task,
-                            out=args.out)
+                            out=args.out, isolate_suspicious=not args.no_isolate)
         results = asyncio.run(evaluate(config))
     except GoldFileMissingError as exc:
         print(f"error: {exc}", file=sys.stderr)

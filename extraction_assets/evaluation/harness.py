@@ -34,6 +34,9 @@ class EvalConfig:
     max_concurrency: int = 4
     task: str = "biography"
     out: Path = Path("benchmarks/results/eval")
+    # The engine re-runs alone an item whose pack answer borrows from a pack-mate; off measures
+    # the raw cross-item contamination of a pack size (what that re-run prevents).
+    isolate_suspicious: bool = True
 
 
 def sample(docs: Sequence[GoldDocument], limit: int, seed: int) -> list[GoldDocument]:
@@ -46,7 +49,7 @@ def sample(docs: Sequence[GoldDocument], limit: int, seed: int) -> list[GoldDocu
 
 async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], client: Any,
                         items_per_call: int, max_concurrency: int, max_model_len: int,
-                        corpus: str) -> dict[str, Any]:
+                        corpus: str, isolate_suspicious: bool = True) -> dict[str, Any]:
     """Extract `docs` at one pack size. Returns predictions, the packs answers came from, and
     the run summary."""
     from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
@@ -67,7 +70,7 @@ async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], clie
                 errors[r.doc_id] = r.error or ""
 
     settings = EngineSettings(items_per_call=items_per_call, max_concurrency=max_concurrency,
-                              max_model_len=max_model_len)
+                              max_model_len=max_model_len, isolate_suspicious=isolate_suspicious)
     summary: dict[str, Any] = {}
     error = None
     try:
@@ -97,7 +100,8 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
         for k in config.items_per_call:
             started = time.time()
             out = await run_pack_size(task, gold_docs, client, k, config.max_concurrency,
-                                      llm.max_model_len, f"eval-{config.gold}")
+                                      llm.max_model_len, f"eval-{config.gold}",
+                                      config.isolate_suspicious)
             scores = score_documents(gold_docs, out["predictions"], specs)
             cont = contamination(out["packs"], texts, out["predictions"])
             runs.append({
@@ -123,6 +127,7 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
         "task_version": version,
         "n_documents": len(gold_docs),
         "seed": config.seed,
+        "isolate_suspicious": config.isolate_suspicious,
         "doc_ids": [d.doc_id for d in gold_docs],
         "gold_sources": {d.doc_id: d.gold_sources for d in gold_docs},
         "scored_fields": [s.gold_field for s in specs],
@@ -144,7 +149,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Extraction quality: {results['gold']} ({results['n_documents']} documents)",
         "",
         f"backend `{results['backend']}`, model `{results['model']}`, task `{results['task']}` "
-        f"version `{results['task_version']}`, seed {results['seed']}",
+        f"version `{results['task_version']}`, seed {results['seed']}, re-run of suspicious "
+        f"items alone {'on' if results.get('isolate_suspicious', True) else 'off'}",
         "",
         "| items_per_call | answered | " + " | ".join(fields)
         + " | mean | contamination | items/min |",
@@ -206,6 +212,8 @@ def plot(results: dict[str, Any], path: Path) -> bool:
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{results['gold']}-{results['model'].replace('/', '_')}"
+    if not results.get("isolate_suspicious", True):
+        stem += "-no-isolation"
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
     paths["json"].write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str),
                              encoding="utf-8")

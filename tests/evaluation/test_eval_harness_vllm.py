@@ -37,3 +37,21 @@ def test_harness_end_to_end(vllm_url: str, vllm_model: str, tmp_path: Path) -> N
     rate = run["contamination"]["rate"]
     assert rate is None or 0.0 <= rate <= 1.0
     assert "| 3 |" in files["md"].read_text(encoding="utf-8")
+
+
+def test_results_say_whether_suspicious_items_were_isolated(tmp_path: Path) -> None:
+    """A contamination rate means something else with and without the engine's re-run alone:
+    the files say which, and the two runs never overwrite each other."""
+    from extraction_assets.evaluation.__main__ import main
+    from extraction_assets.evaluation.harness import markdown, write_results
+
+    base = {"gold": "sample", "backend": "vllm", "model": "m", "task": "biography",
+            "task_version": "v", "n_documents": 0, "seed": 0, "scored_fields": [],
+            "not_covered_by_task": [], "runs": []}
+    on = write_results({**base, "isolate_suspicious": True}, tmp_path)
+    off = write_results({**base, "isolate_suspicious": False}, tmp_path)
+    assert on["json"] != off["json"] and off["json"].name == "sample-m-no-isolation.json"
+    assert "alone off" in markdown({**base, "isolate_suspicious": False})
+    assert "alone on" in markdown({**base, "isolate_suspicious": True})
+    with pytest.raises(SystemExit):
+        main(["--no-isolate", "--help"])
