@@ -30,7 +30,7 @@ class FieldSpec:
 
     gold_field: str
     task_field: str  # the answer field it is compared with
-    kind: str  # "name" | "year" | "enum" | "set" | "kunya" (equal after kunya normalisation)
+    kind: str  # "name" | "year" | "enum" | "set" | "kunya" (see _kunya_hit)
     year_tolerance: int = 0
 
 
@@ -121,6 +121,19 @@ def _year_hit(predicted: Any, gold: Any, tolerance: int) -> bool:
     return any(abs(predicted - int(g)) <= tolerance for g in _candidates(gold))
 
 
+def _kunya_hit(predicted: Any, gold: Any) -> bool:
+    """The answer is the gold kunya, or starts with it token for token: "أبو الهياج الأسدي"
+    names the kunya أبو الهياج (with a nisba after it), "أبو عبد" does not name أبو عبد الله."""
+    if not isinstance(predicted, str):
+        return False
+    tokens = normalize_kunya(predicted).split()
+    for g in _candidates(gold):
+        want = normalize_kunya(g).split()
+        if want and tokens[: len(want)] == want:
+            return True
+    return False
+
+
 def _member_names(member: Any) -> list[str]:
     """Names of a gold set member ({"aliases": [...]}, a list of aliases, or a string)."""
     if isinstance(member, dict):
@@ -173,8 +186,7 @@ def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
         elif spec.kind == "enum":
             score.correct += any(predicted == g for g in _candidates(gold))
         elif spec.kind == "kunya":
-            key = normalize_kunya(predicted) if isinstance(predicted, str) else ""
-            score.correct += bool(key) and any(key == normalize_kunya(g) for g in _candidates(gold))
+            score.correct += _kunya_hit(predicted, gold)
     return score
 
 

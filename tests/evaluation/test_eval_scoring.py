@@ -86,6 +86,10 @@ def test_kunya_is_read_from_the_kunya_field_only() -> None:
                         "t2": {"kunya": "أبو علي"}}  # t1's kunya, not t2's
     fields = score_documents(AR, only_other_names, specs)["overall"]["fields"]
     assert (fields["kunya"]["n"], fields["kunya"]["correct"]) == (2, 0)
+    # a nisba after the kunya still names it; a cut-off kunya does not
+    trailing = {"t1": {"kunya": "أبو علي الموصلي"}, "t2": {"kunya": "أبو عبد"}}
+    fields = score_documents(AR, trailing, specs)["overall"]["fields"]
+    assert fields["kunya"]["correct"] == 1
 
 
 def test_match_sets_is_one_to_one() -> None:
