@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-isolate", action="store_true",
                         help="keep pack answers that borrow from a pack-mate (measures the raw "
                         "contamination the engine's re-run alone prevents)")
+    parser.add_argument("--rescore", type=Path, metavar="JSON",
+                        help="score a saved results file again (current gold and scoring, no LLM "
+                        "call) and rewrite its files")
     parser.add_argument("--compare-editions", action="store_true",
                         help="only compare the two Taqrib editions and print the counts")
     args = parser.parse_args(argv)
@@ -52,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             diff = compare_editions()
             diff["changed_ids"] = diff["changed_ids"][:20] + (["..."] if diff["changed"] > 20 else [])
             print(json.dumps(diff, ensure_ascii=False, indent=1))
+            return 0
+        if args.rescore:
+            from extraction_assets.evaluation.harness import markdown, rescore
+
+            print(markdown(rescore(args.rescore)))
             return 0
         if not args.gold:
             parser.error("--gold is required (or --compare-editions)")

@@ -138,6 +138,24 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
     return results
 
 
+def rescore(path: Path) -> dict[str, Any]:
+    """Score a saved run's predictions again with the current gold and scoring (no LLM call),
+    e.g. after a normalisation fix; rewrites the JSON, markdown and plot beside it."""
+    results = json.loads(Path(path).read_text(encoding="utf-8"))
+    by_id = {d.doc_id: d for d in load_gold(results["gold"])}
+    docs = [by_id[i] for i in results["doc_ids"]]
+    task = get_task(results["task"])
+    specs, _ = covered_specs(FIELD_SPECS[results["gold"]], task.item_model.model_fields)
+    texts = {d.doc_id: d.text for d in docs}
+    for run in results["runs"]:
+        run["scores"] = score_documents(docs, run["predictions"], specs)
+        run["contamination"] = contamination(run["packs"], texts, run["predictions"]).as_dict()
+    results["scored_fields"] = [s.gold_field for s in specs]
+    results.pop("files", None)
+    write_results(results, Path(path).parent)
+    return results
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 

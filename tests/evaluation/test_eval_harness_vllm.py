@@ -55,3 +55,24 @@ def test_results_say_whether_suspicious_items_were_isolated(tmp_path: Path) -> N
     assert "alone on" in markdown({**base, "isolate_suspicious": True})
     with pytest.raises(SystemExit):
         main(["--no-isolate", "--help"])
+
+
+def test_rescore_recomputes_scores_from_saved_predictions(tmp_path: Path) -> None:
+    """After a scoring fix, saved predictions are scored again without an LLM call."""
+    from extraction_assets.evaluation.harness import rescore
+
+    saved = {"gold": "sample", "backend": "vllm", "model": "m", "task": "biography",
+             "task_version": "v", "n_documents": 2, "seed": 0, "doc_ids": ["ar-001", "en-001"],
+             "scored_fields": [], "not_covered_by_task": [],
+             "runs": [{"items_per_call": 2, "packs": [["ar-001", "en-001"]],
+                       "scores": {"overall": {"fields": {}}}, "run_summary": {},
+                       "contamination": {"rate": None},
+                       "predictions": {"ar-001": {"kunya": "أبو عبد الله المدني", "grade": "weak"},
+                                       "en-001": None}}]}
+    path = tmp_path / "sample-m.json"
+    path.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
+    results = rescore(path)
+    fields = results["runs"][0]["scores"]["overall"]["fields"]
+    assert fields["kunya"]["accuracy"] == 1.0 and fields["grade"]["accuracy"] == 0.0
+    assert fields["name"]["n"] == 2 and fields["name"]["correct"] == 0  # en-001 unanswered
+    assert json.loads(path.read_text(encoding="utf-8"))["runs"][0]["scores"] == results["runs"][0]["scores"]
