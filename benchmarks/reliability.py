@@ -140,7 +140,8 @@ def canary_section(args: argparse.Namespace) -> list[str]:
              "engine's default: an item whose pack answer borrows from a pack-mate, or whose "
              "text looks like an injection, is re-run alone (extraction_assets/engine/"
              "contamination.py; the engine does not know the canaries). Measured by "
-             f"`tests/reliability/canary.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+             "`tests/reliability/canary.py` (`benchmarks/reliability.py --canary-only --vllm-url "
+             f"{args.vllm_url}`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
              ""]
     if rows:
         lines += ["| pack size | packs | before: answered / failed | before: contaminated | "
