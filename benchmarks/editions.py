@@ -370,11 +370,10 @@ def agreement(ed1: dict[str, GoldDocument], ed2: dict[str, GoldDocument], ids: l
     out["moved_own_edition"] = moved
     out["gold_values_differing_between_editions"] = sum(
         ed1[i].gold.get(s.gold_field) != ed2[i].gold.get(s.gold_field) for i in ids for s in specs)
+    # Verdicts only: the model's answers quote the entries, and ../shared/data stays out of git.
     out["per_document"] = [
         {"doc_id": i, "group": "changed" if i in changed else "unchanged",
          "gold_sources": {s.gold_field: ed2[i].gold_sources.get(s.gold_field) for s in specs},
-         "before": {s.task_field: (pb.get(i) or {}).get(s.task_field) for s in specs},
-         "after": {s.task_field: (pa.get(i) or {}).get(s.task_field) for s in specs},
          "hits_before": _hits(ed1[i], pb, specs), "hits_after": _hits(ed2[i], pa, specs)}
         for i in ids
     ]
