@@ -62,6 +62,7 @@ class Pass:
     failed: int = 0
     contaminated: list[str] = field(default_factory=list)
     rerun_alone: int = 0  # the engine's count (hostile items included)
+    hostile_pack_sizes: dict[str, int] = field(default_factory=dict)  # of the call storing each
     calls: int = 0
     seconds: float = 0.0
 
@@ -83,32 +84,37 @@ def _foreign(answer: dict, doc_id: str, tokens: dict[str, str]) -> list[str]:
 
 
 async def _run(docs: list[Document], url: str, model: str, settings: EngineSettings
-               ) -> tuple[dict[str, dict], RunSummary]:
+               ) -> tuple[dict[str, dict], dict[str, int], RunSummary]:
+    """Valid answers, the size of the call that settled each of them, and the run summary."""
     client = OpenAIProtocolClient("vllm", [url], model, api_key=None, timeout_s=600,
                                   max_retries=2, temperature=0.0, seed=0)
     answers: dict[str, dict] = {}
+    pack_sizes: dict[str, int] = {}
 
     async def keep(outcome: CallOutcome) -> None:
         for r in outcome.results:
             if r.status == "ok" and r.fields is not None:
                 answers[r.doc_id] = r.fields
+                pack_sizes[r.doc_id] = outcome.call.pack_size
 
     try:
         summary = await extract(TRANSLATION, docs, client, settings, keep,
                                 logging.getLogger("canary"))
     finally:
         await client.aclose()
-    return answers, summary
+    return answers, pack_sizes, summary
 
 
 def _pass(docs: list[Document], tokens: dict[str, str], url: str, model: str,
           settings: EngineSettings) -> Pass:
     t0 = time.monotonic()
-    answers, summary = asyncio.run(_run(docs, url, model, settings))
+    answers, pack_sizes, summary = asyncio.run(_run(docs, url, model, settings))
     result = Pass(rerun_alone=summary.rerun_alone, calls=summary.calls,
                   seconds=time.monotonic() - t0)
     for d in docs:
         if "Ignore previous" in d.text:
+            if d.doc_id in answers:
+                result.hostile_pack_sizes[d.doc_id] = pack_sizes[d.doc_id]
             continue
         if d.doc_id not in answers:
             result.failed += 1

@@ -22,6 +22,7 @@ from tests.reliability.harness import ROOT, cli_project, query, write_corpus
 
 @pytest.mark.vllm
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # two passes over the packs; 20 per call took 627 + 620 s under load
 @pytest.mark.parametrize("size", [1, 5, 20])
 def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size):
     result = measure(vllm_url, vllm_model, size, packs=2)
@@ -31,8 +32,9 @@ def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size):
     if size == 1:
         assert before.contaminated == [] and after.rerun_alone == 0  # nothing else in the prompt
     else:
-        # Each pack's hostile document (and the item it forges) is re-run alone by the engine.
-        assert after.rerun_alone >= 2, after
+        # A hostile document's answer is never stored from a shared prompt: made in a pack, it is
+        # flagged and made again alone (without the mitigation it is stored from its pack).
+        assert all(n == 1 for n in after.hostile_pack_sizes.values()), after
     assert before.rerun_alone == 0
     # The 135M model does mix items sometimes; more than half would mean the defences are gone.
     assert before.rate <= 0.5, before.contaminated
