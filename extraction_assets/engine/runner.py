@@ -90,6 +90,9 @@ class _Run:
         self.progress = Progress(total=total)
         self.queue: asyncio.Queue[Pack] = asyncio.Queue()
         self.attempts: dict[str, int] = {}
+        # Calls with the document alone: only these count towards failing it for good (a pack's
+        # failures, or a re-run alone after a suspicious pack answer, must not use them up).
+        self.alone_calls: dict[str, int] = {}
         self.stop = asyncio.Event()
         self.fatal: BaseException | None = None
         self.handing: set[asyncio.Future[None]] = set()
@@ -128,6 +131,8 @@ class _Run:
         docs, ids = pack.docs, pack.ids
         for doc_id in ids:
             self.attempts[doc_id] = self.attempts.get(doc_id, 0) + 1
+        if len(ids) == 1:
+            self.alone_calls[ids[0]] = self.alone_calls.get(ids[0], 0) + 1
         started_at, t0 = time.time(), time.monotonic()
         self.progress.in_flight += 1
         try:
@@ -201,7 +206,7 @@ class _Run:
             if fields is not None:
                 results.append(ItemResult(doc.doc_id, doc.content_hash, "ok", fields=fields,
                                           **share))
-            elif n > 1 or self.attempts[doc.doc_id] < MAX_ATTEMPTS_ALONE:
+            elif n > 1 or self.alone_calls[doc.doc_id] < MAX_ATTEMPTS_ALONE:
                 retry.append(doc)
             else:
                 reason = parsed.errors.get(doc.doc_id, "no answer")

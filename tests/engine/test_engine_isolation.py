@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 from engine_harness import make_client, run
-from fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer, borrowing
+from fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer, borrowing, truncated
 
 from extraction_assets.engine import EngineSettings
 from extraction_assets.types import Document
@@ -63,3 +63,17 @@ def test_honest_packs_cost_no_extra_call() -> None:
     with FaultInjectingOpenAIServer() as server:
         summary, _ = run(merchants(4), make_client(server.url), SETTINGS)
     assert len(server.requests) == 1 and summary.rerun_alone == 0
+
+
+def test_a_truncated_lone_rerun_gets_the_larger_budget_not_a_failure() -> None:
+    """The re-run alone is the document's first call alone: truncated there, it is retried with
+    twice the output budget like any lone item, instead of failing for good (seen on Taqrib)."""
+    docs = merchants(4)
+    script = [borrowing("d0", "name", "Zqbbbbov"), truncated(keep_items=0)]
+    with FaultInjectingOpenAIServer(script=script) as server:
+        summary, got = run(docs, make_client(server.url), SETTINGS)
+    assert [r.ids for r in server.requests] == [["d0", "d1", "d2", "d3"], ["d0"], ["d0"]]
+    budgets = [r.body["max_tokens"] for r in server.requests[1:]]
+    assert budgets[1] > 1.9 * budgets[0]  # twice the items' budget (+ a fixed overhead)
+    assert summary.items_ok == 4 and summary.items_failed == 0
+    assert got.results["d0"].fields["name"] == "name-of-d0" and got.results["d0"].attempts == 3
