@@ -142,6 +142,11 @@ def rescore(path: Path) -> dict[str, Any]:
     """Score a saved run's predictions again with the current gold and scoring (no LLM call),
     e.g. after a normalisation fix; rewrites the JSON, markdown and plot beside it."""
     results = json.loads(Path(path).read_text(encoding="utf-8"))
+    saved = _predictions_path(Path(path))
+    if saved.exists():  # predictions are kept beside the results, out of git
+        for run, predictions in zip(results["runs"], json.loads(saved.read_text("utf-8")),
+                                    strict=True):
+            run["predictions"] = predictions
     by_id = {d.doc_id: d for d in load_gold(results["gold"])}
     docs = [by_id[i] for i in results["doc_ids"]]
     task = get_task(results["task"])
@@ -227,13 +232,24 @@ def plot(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _predictions_path(results_json: Path) -> Path:
+    return results_json.with_name(results_json.stem + ".predictions.json")
+
+
 def write_results(results: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{results['gold']}-{results['model'].replace('/', '_')}"
     if not results.get("isolate_suspicious", True):
         stem += "-no-isolation"
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
-    paths["json"].write_text(json.dumps(results, ensure_ascii=False, indent=1, default=str),
+    # The model's answers quote the gold documents (shared data that stays out of the project's
+    # git): they go to a sibling file that .gitignore keeps out; the results hold only scores.
+    _predictions_path(paths["json"]).write_text(
+        json.dumps([run.get("predictions") for run in results["runs"]], ensure_ascii=False,
+                   indent=1, default=str), encoding="utf-8")
+    public = {**results, "runs": [{k: v for k, v in run.items() if k != "predictions"}
+                                  for run in results["runs"]]}
+    paths["json"].write_text(json.dumps(public, ensure_ascii=False, indent=1, default=str),
                              encoding="utf-8")
     paths["md"].write_text(markdown(results), encoding="utf-8")
     if not plot(results, paths["png"]):
