@@ -46,6 +46,7 @@ async def one(runner: str, url: str, model: str, args: argparse.Namespace, n: in
         row = await asyncio.to_thread(dagster_run, url, model, ns, n, c)
         return {"runner": runner, "items": row["items"], "ok": row["ok_items"],
                 "s": row["elapsed_s"], "items_per_min": row["items_per_min"],
+                "step_s": row["extraction_step_s"], "step_items_per_min": row["step_items_per_min"],
                 "load": row["load_1min"]}
     fn = ceiling if runner == "ceiling" else engine
     docs = make_documents(SHAPES[args.shape], args.items // n * n,
@@ -72,6 +73,10 @@ async def measure(url: str, model: str, args: argparse.Namespace) -> list[dict]:
             rounds.append({"order": order, **rows})
         ratios = {r: [x[r]["items_per_min"] / x["ceiling"]["items_per_min"] for x in rounds]
                   for r in runners[1:]}
+        if args.dagster:  # the job's extraction step alone, without its fixed start-up cost
+            ratios["dagster extraction step"] = [
+                (x["dagster"]["step_items_per_min"] or 0) / x["ceiling"]["items_per_min"]
+                for x in rounds]
         points.append({"items_per_call": n, "in_flight": c, "rounds": rounds,
                        "efficiency": {r: {"median": statistics.median(v), "all": v}
                                       for r, v in ratios.items()}})
@@ -126,11 +131,13 @@ def markdown(results: dict) -> str:
         ceil = ", ".join(f"{r['ceiling']['items_per_min']:.0f}" for r in p["rounds"])
         lines.append(f"| {p['items_per_call']} | {p['in_flight']} | ceiling | {ceil} | | |")
         for runner, eff in p["efficiency"].items():
-            ipm = ", ".join(f"{r[runner]['items_per_min']:.0f}" for r in p["rounds"])
+            key, col = (("dagster", "step_items_per_min") if runner == "dagster extraction step"
+                        else (runner, "items_per_min"))
+            ipm = ", ".join(f"{r[key][col] or 0:.0f}" for r in p["rounds"])
             each = ", ".join(f"{100 * x:.0f}%" for x in eff["all"])
             lines.append(f"| {p['items_per_call']} | {p['in_flight']} | {runner} | {ipm} | "
                          f"{each} | **{100 * eff['median']:.0f}%** |")
-    loads = [r[k]["load"] for p in results["points"] for r in p["rounds"] for k in r
+    loads = [float(r[k]["load"]) for p in results["points"] for r in p["rounds"] for k in r
              if k != "order"]
     if loads:
         lines += ["", f"1-minute load average before each measurement: {min(loads)} to "

@@ -143,6 +143,11 @@ def dagster_run(url: str, model: str, args, n: int, c: int) -> dict:
             calls, ptok, ctok = con.execute(
                 "SELECT count(*), coalesce(sum(prompt_tokens),0), "
                 "coalesce(sum(completion_tokens),0) FROM calls").fetchone()
+            # The extraction step's own span: first request sent to last answer received. The
+            # rest of the job time is fixed per run (step processes, corpus sync, table export).
+            step_s = con.execute(
+                "SELECT epoch(max(started_at + to_microseconds((latency_s * 1e6)::BIGINT)) "
+                "- min(started_at)) FROM calls").fetchone()[0]
             con.close()
         job_s = None
         for line in proc.stdout.splitlines():
@@ -154,7 +159,10 @@ def dagster_run(url: str, model: str, args, n: int, c: int) -> dict:
              wall, proc.returncode)
     if proc.returncode != 0:
         log.warning("dagster run failed:\n%s\n%s", proc.stdout[-2000:], proc.stderr[-3000:])
+    step_s = locals().get("step_s")
     return {"mode": "continuous", "runner": "dagster", "items_per_call": n, "in_flight": c,
+            "extraction_step_s": round(step_s, 2) if step_s else None,
+            "step_items_per_min": round(60 * done / step_s, 2) if step_s else None,
             "items": done, "ok_items": ok, "failed_items": failed, "calls": calls,
             "prompt_tokens": ptok, "completion_tokens": ctok, "elapsed_s": round(span, 2),
             "wall_s": round(wall, 2), "items_per_min": round(60 * done / span, 2) if span else 0,
