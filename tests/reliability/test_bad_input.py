@@ -28,7 +28,9 @@ DOCS_ONLY = [dg.AssetKey("corpus_documents")]
 def _env(root: Path, llm_url: str) -> dict[str, str]:
     return {"EXTRACTION_HOME": str(root / "home"), "EXTRACTION_SOURCE_ROOT": str(root / "sources"),
             "EXTRACTION_TASKS": "biography", "LLM_BACKEND": "vllm", "LLM_BASE_URL": llm_url,
-            "LLM_MODEL": "fake", "LLM_MAX_MODEL_LEN": "2048"}
+            # Small enough that "word " * 3000 is over it, large enough for the biography prompt
+            # (~1,750 tokens by the planner's estimate) and a few short items.
+            "LLM_MODEL": "fake", "LLM_MAX_MODEL_LEN": "4096"}
 
 
 def _store_dump(p: Project) -> tuple[list, list]:
