@@ -187,6 +187,7 @@ def cli_project(workdir: Path, llm_url: str, model: str, tasks: str = "biography
         "EXTRACTION_SOURCE_ROOT": str(workdir / "sources"),
         "EXTRACTION_TASKS": tasks,
         "EXTRACTION_AUTOMATION_DEFAULT": "stopped",
+        "EXTRACTION_GOLD_SAMPLE": "none",  # no gold documents in these counts (tests/conftest.py)
         "DAGSTER_HOME": str(workdir / "dagster_home"),
         "LLM_BACKEND": "vllm",
         "LLM_BASE_URL": llm_url,
