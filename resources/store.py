@@ -321,9 +321,10 @@ class DuckDBStore(dg.ConfigurableResource):
                 "SELECT fingerprint FROM corpus_sources WHERE corpus = ?", [corpus]
             ).fetchone()
             if row and row[0] == scan.fingerprint:
+                current = _current_count(con, corpus)
                 return DocumentSync(
-                    unchanged=_current_count(con, corpus),
-                    total_current=_current_count(con, corpus),
+                    unchanged=current,
+                    total_current=current,
                     reader="skipped: source fingerprint unchanged since the last sync",
                 )
             files = [(str(f.path), f.path.name, f.lines) for f in scan.files]
