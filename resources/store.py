@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,7 @@ from resources._store_sync import (
     insert_incoming,
     load_incoming_ndjson,
 )
+from resources._store_writer import GroupCommitWriter
 
 if TYPE_CHECKING:
     from extraction_assets.corpora.sources import CorpusScan
@@ -419,72 +421,45 @@ class DuckDBStore(dg.ConfigurableResource):
         model: str,
         outcome: CallOutcome,
     ) -> None:
-        """Store one completed call and its final item results in one transaction.
+        """Store one completed call and its final item results in one transaction."""
+        self.record_outcomes(
+            [outcome], run_id=run_id, corpus=corpus, task=task, task_version=task_version,
+            backend=backend, model=model,
+        )  # fmt: skip
+
+    def record_outcomes(
+        self,
+        outcomes: Sequence[CallOutcome],
+        *,
+        run_id: str,
+        corpus: str,
+        task: str,
+        task_version: str,
+        backend: str,
+        model: str,
+    ) -> None:
+        """Store completed calls, in order, in one transaction (all or none).
 
         Re-recording a call_id is a no-op. A replaced current row moves to extraction_history
         and the field-level differences go to ``changes`` as 're-extracted' rows.
         """
-        call = outcome.call
-        results = list({r.doc_id: r for r in outcome.results}.values())  # last result wins
-        now = _utcnow()
         with self._transaction() as con:
-            if con.execute("SELECT 1 FROM calls WHERE call_id = ?", [call.call_id]).fetchone():
-                return
-            con.execute(
-                "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    call.call_id, run_id, corpus, task, task_version, backend, model,
-                    call.base_url, call.pack_size, call.attempt, call.prompt_tokens,
-                    call.completion_tokens, call.latency_s, call.finish_reason, call.ok_items,
-                    call.failed_items, call.error,
-                    datetime.fromtimestamp(call.started_at, UTC).replace(tzinfo=None),
-                ],
-            )  # fmt: skip
-            if not results:
-                return
-            key = {"corpus": corpus, "task": task, "ids": [r.doc_id for r in results]}
-            where = "WHERE corpus = $corpus AND task = $task AND list_contains($ids, doc_id)"
-            previous = {
-                row[0]: row[1:]
-                for row in con.execute(
-                    f"SELECT doc_id, status, fields, content_hash, task_version, attempts "
-                    f"FROM extractions {where}",
-                    key,
-                ).fetchall()
-            }
-            if previous:
-                con.execute(
-                    f"INSERT INTO extraction_history SELECT *, $now, $run_id FROM extractions {where}",
-                    {**key, "now": now, "run_id": run_id},
-                )
-                con.execute(f"DELETE FROM extractions {where}", key)
-            rows, changes = [], []
-            for r in results:
-                attempts = r.attempts
-                prev = previous.get(r.doc_id)
-                if prev is not None:
-                    p_status, p_fields, p_hash, p_version, p_attempts = prev
-                    if p_status == "failed" and (p_hash, p_version) == (
-                        r.content_hash,
-                        task_version,
-                    ):
-                        attempts += p_attempts
-                    for fname, old, new in _field_diffs(p_status, p_fields, r):
-                        changes.append(
-                            [run_id, corpus, task, r.doc_id, "re-extracted", fname, old, new, now]
-                        )
-                rows.append(
-                    [
-                        corpus, task, r.doc_id, r.content_hash, task_version, backend, model,
-                        r.status, None if r.fields is None else _json(r.fields), r.error,
-                        r.raw_answer, attempts, r.prompt_tokens, r.completion_tokens,
-                        r.latency_s, now, run_id,
-                    ]
+            for outcome in outcomes:
+                _record_call(
+                    con, outcome, run_id=run_id, corpus=corpus, task=task,
+                    task_version=task_version, backend=backend, model=model,
                 )  # fmt: skip
-            marks = ", ".join("?" * len(EXTRACTION_NAMES))
-            con.executemany(f"INSERT INTO extractions VALUES ({marks})", rows)
-            if changes:
-                con.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)
+
+    def outcome_writer(
+        self, *, run_id: str, corpus: str, task: str, task_version: str, backend: str, model: str
+    ) -> GroupCommitWriter[CallOutcome]:
+        """An async writer for the engine: outcomes finishing together share one transaction."""
+        return GroupCommitWriter(
+            functools.partial(
+                self.record_outcomes, run_id=run_id, corpus=corpus, task=task,
+                task_version=task_version, backend=backend, model=model,
+            )
+        )  # fmt: skip
 
     # --- reports ---------------------------------------------------------------------------------
 
@@ -655,3 +630,77 @@ def _field_diffs(
             if diffs:
                 return diffs
     return [(None, prev_status, new.status)]
+
+
+def _record_call(
+    con: duckdb.DuckDBPyConnection,
+    outcome: CallOutcome,
+    *,
+    run_id: str,
+    corpus: str,
+    task: str,
+    task_version: str,
+    backend: str,
+    model: str,
+) -> None:
+    """One call and its final item results, inside the caller's transaction."""
+    call = outcome.call
+    results = list({r.doc_id: r for r in outcome.results}.values())  # last result wins
+    now = _utcnow()
+    if con.execute("SELECT 1 FROM calls WHERE call_id = ?", [call.call_id]).fetchone():
+        return
+    con.execute(
+        "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            call.call_id, run_id, corpus, task, task_version, backend, model,
+            call.base_url, call.pack_size, call.attempt, call.prompt_tokens,
+            call.completion_tokens, call.latency_s, call.finish_reason, call.ok_items,
+            call.failed_items, call.error,
+            datetime.fromtimestamp(call.started_at, UTC).replace(tzinfo=None),
+        ],
+    )  # fmt: skip
+    if not results:
+        return
+    key = {"corpus": corpus, "task": task, "ids": [r.doc_id for r in results]}
+    where = "WHERE corpus = $corpus AND task = $task AND list_contains($ids, doc_id)"
+    previous = {
+        row[0]: row[1:]
+        for row in con.execute(
+            f"SELECT doc_id, status, fields, content_hash, task_version, attempts "
+            f"FROM extractions {where}",
+            key,
+        ).fetchall()
+    }
+    if previous:
+        con.execute(
+            f"INSERT INTO extraction_history SELECT *, $now, $run_id FROM extractions {where}",
+            {**key, "now": now, "run_id": run_id},
+        )
+        con.execute(f"DELETE FROM extractions {where}", key)
+    rows, changes = [], []
+    for r in results:
+        attempts = r.attempts
+        prev = previous.get(r.doc_id)
+        if prev is not None:
+            p_status, p_fields, p_hash, p_version, p_attempts = prev
+            if p_status == "failed" and (p_hash, p_version) == (
+                r.content_hash,
+                task_version,
+            ):
+                attempts += p_attempts
+            for fname, old, new in _field_diffs(p_status, p_fields, r):
+                changes.append(
+                    [run_id, corpus, task, r.doc_id, "re-extracted", fname, old, new, now]
+                )
+        rows.append(
+            [
+                corpus, task, r.doc_id, r.content_hash, task_version, backend, model,
+                r.status, None if r.fields is None else _json(r.fields), r.error,
+                r.raw_answer, attempts, r.prompt_tokens, r.completion_tokens,
+                r.latency_s, now, run_id,
+            ]
+        )  # fmt: skip
+    marks = ", ".join("?" * len(EXTRACTION_NAMES))
+    con.executemany(f"INSERT INTO extractions VALUES ({marks})", rows)
+    if changes:
+        con.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)

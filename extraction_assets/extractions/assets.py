@@ -23,7 +23,6 @@ from extraction_assets.extractions.gold_check import (
 from extraction_assets.extractions.metadata import markdown_table, table_schema
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
-from extraction_assets.types import CallOutcome
 from resources.llm import LLMResource
 from resources.store import DuckDBStore
 
@@ -155,17 +154,16 @@ def build_task_assets(
             f"{len(pending)} documents pending"
         )
 
-        async def write(outcome: CallOutcome) -> None:
-            await asyncio.to_thread(
-                store.record_outcome,
-                run_id=run_id,
-                corpus=corpus,
-                task=task.name,
-                task_version=version,
-                backend=client.backend,
-                model=llm.model,
-                outcome=outcome,
-            )
+        # Calls finishing together share one store transaction (group commit); each call's
+        # worker goes on only once its results are committed.
+        writer = store.outcome_writer(
+            run_id=run_id,
+            corpus=corpus,
+            task=task.name,
+            task_version=version,
+            backend=client.backend,
+            model=llm.model,
+        )
 
         engine_settings = EngineSettings(
             max_model_len=llm.max_model_len,
@@ -179,7 +177,9 @@ def build_task_assets(
             engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
         )
         try:
-            summary = await extract(task, pending, client, engine_settings, write, log=context.log)
+            summary = await extract(
+                task, pending, client, engine_settings, writer.write, log=context.log
+            )
         except ServerUnavailableError as exc:
             raise dg.Failure(
                 description=(
@@ -217,6 +217,7 @@ def build_task_assets(
                 "max_concurrency": max_concurrency,
                 **{f"run/{k}": v for k, v in summary.as_metadata().items()},
                 **{f"store/{k}": v for k, v in stats.items()},
+                "store/write_transactions": writer.transactions,
                 "changes": dg.MetadataValue.md(
                     markdown_table(
                         [c for c in changes if not c.get("field")][:20],

@@ -29,7 +29,7 @@ from extraction_assets.evaluation.scoring import FIELD_SPECS, covered_specs, sco
 from extraction_assets.extractions.metadata import markdown_table
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
-from extraction_assets.types import CallOutcome, Document
+from extraction_assets.types import Document
 from resources.store import DuckDBStore
 
 GOLD_CHECK = "gold_sample"
@@ -78,11 +78,10 @@ async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: 
     returns how many were pending."""
     documents = [Document.make(corpus, d.doc_id, d.text, d.source) for d in docs]
 
-    async def write(outcome: CallOutcome) -> None:
-        await asyncio.to_thread(
-            run.store.record_outcome, run_id=run.run_id, corpus=corpus, task=task.name,
-            task_version=run.task_version, backend=run.backend, model=run.model, outcome=outcome,
-        )
+    writer = run.store.outcome_writer(
+        run_id=run.run_id, corpus=corpus, task=task.name, task_version=run.task_version,
+        backend=run.backend, model=run.model,
+    )  # fmt: skip
 
     # Two partitions finishing together would extract the same gold documents: one waits.
     with run.store.extraction_lock(corpus, task.name, on_wait=run.log.info):
@@ -92,7 +91,7 @@ async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: 
         )
         if pending:
             run.log.info(f"gold sample {corpus}: extracting {len(pending)} documents")
-            await extract(task, pending, run.client, run.engine_settings, write, log=run.log)
+            await extract(task, pending, run.client, run.engine_settings, writer.write, log=run.log)
     return len(pending)
 
 

@@ -65,8 +65,10 @@ def test_killed_run_resumes_without_duplicates_or_lost_work(
         start_new_session=True,
     )
     deadline = time.monotonic() + 600
-    while _count(db, "SELECT count(*) FROM calls") < 1:
-        assert proc.poll() is None, "the run ended before any call was stored"
+    # Wait for a stored extraction, not a stored call: a finished call can store no extraction
+    # (both items of the pack flagged and queued to run alone, or both failed and retried).
+    while _count(db, "SELECT count(*) FROM extractions") < 1:
+        assert proc.poll() is None, "the run ended before any extraction was stored"
         assert time.monotonic() < deadline
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # a real kill, mid-extraction: more packs are still pending
