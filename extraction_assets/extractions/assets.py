@@ -121,7 +121,8 @@ def build_task_assets(
         description=(
             f"{task.description} Extracts only pending documents (new or changed text, a new task "
             "version, or earlier failures under the retry limit), packed several per call, with several "
-            "calls in flight; each call's results are stored as soon as it completes."
+            "calls in flight; each call's results are committed as soon as it completes (calls completing "
+            "together share a transaction)."
         ),
     )
     async def extractions(

@@ -6,10 +6,12 @@ server stops the run without inventing results."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 
 import pytest
-from engine_harness import assert_attribution, make_client, make_docs, run
+from engine_harness import BIO, assert_attribution, make_client, make_docs, run
 from fakes.fault_injecting_openai_server import (
     FaultInjectingOpenAIServer,
     answer,
@@ -24,9 +26,10 @@ from fakes.fault_injecting_openai_server import (
     wrong_ids,
 )
 
-from extraction_assets.engine import EngineSettings, ServerUnavailableError
+from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
 
 FOUR = EngineSettings(items_per_call=4, max_concurrency=1, progress_interval_s=60)
+ONE_AT_A_TIME = EngineSettings(items_per_call=1, max_concurrency=1, progress_interval_s=60)
 
 
 def pack_sizes(server: FaultInjectingOpenAIServer) -> list[int]:
@@ -219,3 +222,29 @@ def test_api_key_never_in_errors() -> None:
             run(make_docs(1), client, FOUR)
     assert secret not in str(info.value) and secret not in repr(info.value)
     assert secret not in repr(client)
+
+
+def test_failed_store_write_stops_the_run_with_its_error() -> None:
+    """A store write that fails stops the run and reaches the caller; what was written stays."""
+    written: list[str] = []
+
+    class BrokenStore(Exception):
+        pass
+
+    async def on_outcome(outcome) -> None:
+        if any(r.doc_id == "d2" for r in outcome.results):
+            raise BrokenStore("disk full while storing d2")
+        written.extend(r.doc_id for r in outcome.results)
+
+    async def go() -> None:
+        client = make_client(server.url)
+        try:
+            await extract(BIO, make_docs(12), client, ONE_AT_A_TIME, on_outcome,
+                          logging.getLogger("test.engine"))
+        finally:
+            await client.aclose()
+
+    with FaultInjectingOpenAIServer() as server, pytest.raises(BrokenStore, match="d2"):
+        asyncio.run(go())
+    assert "d0" in written and "d1" in written and "d2" not in written
+    assert len(server.requests) < 12, "the run went on after the store failed"
