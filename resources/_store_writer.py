@@ -24,13 +24,21 @@ class GroupCommitWriter(Generic[T]):
     at a time, so an error reaches exactly the caller whose item caused it.
     """
 
-    def __init__(self, commit: Callable[[Sequence[T]], None], max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        commit: Callable[[Sequence[T]], None],
+        max_batch: int = 256,
+        retry_alone: bool = True,
+    ) -> None:
         self._commit = commit
         self._max_batch = max_batch
+        # Off when a failure cannot be an item's fault (a journal that cannot be written).
+        self._retry_alone = retry_alone
         self._queue: list[tuple[T, asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.transactions = 0  # committed batches, for the run's accounting
         self.items = 0
+        self.merges = 0  # store transactions, when the commits go to a journal first
 
     async def write(self, item: T) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -46,7 +54,7 @@ class GroupCommitWriter(Generic[T]):
             try:
                 await asyncio.to_thread(self._commit, [item for item, _ in batch])
             except Exception as exc:
-                if len(batch) == 1:
+                if len(batch) == 1 or not self._retry_alone:
                     self._fail(batch, exc)
                 else:  # the batch was rolled back: find whose item it was
                     for entry in batch:
@@ -57,6 +65,11 @@ class GroupCommitWriter(Generic[T]):
                 self._queue.clear()
                 raise
             self._acknowledge(batch)
+
+    async def drained(self) -> None:
+        """Return once everything written so far is committed (or failed)."""
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
 
     async def _commit_alone(self, entry: tuple[T, asyncio.Future[None]]) -> None:
         try:

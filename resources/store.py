@@ -18,6 +18,7 @@ stored anyway (it is provenance) and the document simply stays pending.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import functools
@@ -28,7 +29,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,12 @@ import duckdb
 from pydantic import BaseModel, PrivateAttr
 
 from extraction_assets.types import CallOutcome, Document, ItemResult
+from resources._store_journal import (
+    JournaledCommit,
+    OutcomeJournal,
+    orphaned_journals,
+    read_journal,
+)
 from resources._store_schema import (
     DDL,
     EXTRACTION_NAMES,
@@ -449,16 +456,63 @@ class DuckDBStore(dg.ConfigurableResource):
                 task_version=task_version, backend=backend, model=model,
             )  # fmt: skip
 
-    def outcome_writer(
-        self, *, run_id: str, corpus: str, task: str, task_version: str, backend: str, model: str
-    ) -> GroupCommitWriter[CallOutcome]:
-        """An async writer for the engine: outcomes finishing together share one transaction."""
-        return GroupCommitWriter(
-            functools.partial(
-                self.record_outcomes, run_id=run_id, corpus=corpus, task=task,
-                task_version=task_version, backend=backend, model=model,
-            )
-        )  # fmt: skip
+    @contextlib.asynccontextmanager
+    async def outcome_writer(
+        self,
+        *,
+        run_id: str,
+        corpus: str,
+        task: str,
+        task_version: str,
+        backend: str,
+        model: str,
+        merge_interval_s: float = 5.0,
+    ) -> AsyncIterator[GroupCommitWriter[CallOutcome]]:
+        """An async writer for the engine's call outcomes.
+
+        ``write`` returns once the call is in this run's journal (fsync'd); the journal is merged
+        into the store every ``merge_interval_s`` and when the block exits. Why not a store
+        transaction per call: see resources/_store_journal.py. If the last merge fails, the
+        journal stays for the next run's ``recover_journals``.
+        """
+        context = {
+            "run_id": run_id, "corpus": corpus, "task": task, "task_version": task_version,
+            "backend": backend, "model": model,
+        }  # fmt: skip
+        journal = await asyncio.to_thread(OutcomeJournal, self.path, context)
+        commit = JournaledCommit(
+            journal, functools.partial(self.record_outcomes, **context), merge_interval_s
+        )
+        writer = GroupCommitWriter(commit, retry_alone=False)
+        try:
+            yield writer
+        finally:
+            await writer.drained()
+            await asyncio.to_thread(commit.close)
+            writer.merges = commit.merges
+
+    def recover_journals(self) -> int:
+        """Merge the journals of writers that died (a killed run) into the store; returns how many
+        calls they held. A journal that cannot be merged is renamed ``*.unmergeable`` (and named
+        in the error) rather than blocking every later run."""
+        recovered = 0
+        with orphaned_journals(self.path) as paths:
+            for path in paths:
+                context, outcomes = read_journal(path)
+                if outcomes:
+                    try:
+                        self.record_outcomes(outcomes, **context)
+                    except (duckdb.Error, StoreWriteError, TypeError) as exc:
+                        if isinstance(exc, duckdb.IOException) and _is_lock_error(exc):
+                            raise
+                        path.rename(path.with_suffix(".unmergeable"))
+                        raise StoreWriteError(
+                            f"outcome journal {path} could not be merged into {self.path} "
+                            f"({exc}); set aside as {path.with_suffix('.unmergeable').name}"
+                        ) from exc
+                path.unlink(missing_ok=True)
+                recovered += len(outcomes)
+        return recovered
 
     # --- reports ---------------------------------------------------------------------------------
 

@@ -121,8 +121,8 @@ def build_task_assets(
         description=(
             f"{task.description} Extracts only pending documents (new or changed text, a new task "
             "version, or earlier failures under the retry limit), packed several per call, with several "
-            "calls in flight; each call's results are committed as soon as it completes (calls completing "
-            "together share a transaction)."
+            "calls in flight; each call's results are journaled as soon as it completes and merged into "
+            "the store every few seconds (a killed run's journal is merged by the next run)."
         ),
     )
     async def extractions(
@@ -147,23 +147,16 @@ def build_task_assets(
         run_id = context.run.run_id
         client = llm.get_client()
         version = task.version(llm.model, client.generation_params())
+        # Calls a killed run had journaled but not merged count as done, not as pending.
+        recovered = await asyncio.to_thread(store.recover_journals)
+        if recovered:
+            context.log.info(f"merged {recovered} calls left in the journal of an interrupted run")
         pending = await asyncio.to_thread(
             store.pending_documents, corpus, task.name, version, config.retry_limit
         )
         context.log.info(
             f"corpus {corpus!r}, task {task.name} (version {version}, {client.backend}:{llm.model}): "
             f"{len(pending)} documents pending"
-        )
-
-        # Calls finishing together share one store transaction (group commit); each call's
-        # worker goes on only once its results are committed.
-        writer = store.outcome_writer(
-            run_id=run_id,
-            corpus=corpus,
-            task=task.name,
-            task_version=version,
-            backend=client.backend,
-            model=llm.model,
         )
 
         engine_settings = EngineSettings(
@@ -177,10 +170,21 @@ def build_task_assets(
         engine_settings = replace(
             engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
         )
+        # Each call is acknowledged once it is in this run's journal (calls finishing together
+        # share one append); the journal is merged into the store every few seconds and at the
+        # end of the block, so the store is not opened once per call.
         try:
-            summary = await extract(
-                task, pending, client, engine_settings, writer.write, log=context.log
-            )
+            async with store.outcome_writer(
+                run_id=run_id,
+                corpus=corpus,
+                task=task.name,
+                task_version=version,
+                backend=client.backend,
+                model=llm.model,
+            ) as writer:
+                summary = await extract(
+                    task, pending, client, engine_settings, writer.write, log=context.log
+                )
         except ServerUnavailableError as exc:
             raise dg.Failure(
                 description=(
@@ -218,7 +222,8 @@ def build_task_assets(
                 "max_concurrency": max_concurrency,
                 **{f"run/{k}": v for k, v in summary.as_metadata().items()},
                 **{f"store/{k}": v for k, v in stats.items()},
-                "store/write_transactions": writer.transactions,
+                "store/journal_appends": writer.transactions,
+                "store/merges": writer.merges,
                 "changes": dg.MetadataValue.md(
                     markdown_table(
                         [c for c in changes if not c.get("field")][:20],

@@ -78,20 +78,22 @@ async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: 
     returns how many were pending."""
     documents = [Document.make(corpus, d.doc_id, d.text, d.source) for d in docs]
 
-    writer = run.store.outcome_writer(
-        run_id=run.run_id, corpus=corpus, task=task.name, task_version=run.task_version,
-        backend=run.backend, model=run.model,
-    )  # fmt: skip
-
     # Two partitions finishing together would extract the same gold documents: one waits.
     with run.store.extraction_lock(corpus, task.name, on_wait=run.log.info):
+        await asyncio.to_thread(run.store.recover_journals)
         await asyncio.to_thread(run.store.sync_documents, corpus, documents, run.run_id)
         pending = await asyncio.to_thread(
             run.store.pending_documents, corpus, task.name, run.task_version, run.retry_limit
         )
         if pending:
             run.log.info(f"gold sample {corpus}: extracting {len(pending)} documents")
-            await extract(task, pending, run.client, run.engine_settings, writer.write, log=run.log)
+            async with run.store.outcome_writer(
+                run_id=run.run_id, corpus=corpus, task=task.name, task_version=run.task_version,
+                backend=run.backend, model=run.model,
+            ) as writer:  # fmt: skip
+                await extract(
+                    task, pending, run.client, run.engine_settings, writer.write, log=run.log
+                )
     return len(pending)
 
 

@@ -2,7 +2,8 @@
 
 Shared by tests/reliability/test_kill_loop.py (assertions) and benchmarks/reliability.py (figures).
 Lost work per kill = calls the server completed during that run (recording proxy's log) minus calls
-the store recorded for it; every such call was in flight when the process died.
+the store recorded for it, once the killed run's journal is merged (as the next run does first);
+every such call was in flight when the process died.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from resources.store import DuckDBStore
 from tests.reliability.harness import (
     CliProject,
     RecordingProxy,
@@ -110,6 +112,9 @@ def kill_loop(
         proc.wait()
         # Let calls that were in flight at the server finish, so the log is complete.
         wait_for(lambda m=mark: all(c.completed for c in proxy.calls[m:]), 600)
+        # What the next run does first: merge the killed run's journal (calls it had
+        # acknowledged but not yet merged into the store).
+        DuckDBStore(path=str(project.db)).recover_journals()
         after = snapshot(project.db, corpus)
         result.violations += check_invariants(before, after, f"kill {k}")
         completed = proxy.completed(mark)
