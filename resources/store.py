@@ -498,18 +498,21 @@ class DuckDBStore(dg.ConfigurableResource):
         recovered = 0
         with orphaned_journals(self.path) as paths:
             for path in paths:
-                context, outcomes = read_journal(path)
-                if outcomes:
-                    try:
+                # Only a journal whose content is bad is set aside; a locked or full store
+                # raises as it is and the journal waits for the next run.
+                try:
+                    context, outcomes = read_journal(path)
+                    if outcomes:
                         self.record_outcomes(outcomes, **context)
-                    except (duckdb.Error, StoreWriteError, TypeError) as exc:
-                        if isinstance(exc, duckdb.IOException) and _is_lock_error(exc):
-                            raise
-                        path.rename(path.with_suffix(".unmergeable"))
-                        raise StoreWriteError(
-                            f"outcome journal {path} could not be merged into {self.path} "
-                            f"({exc}); set aside as {path.with_suffix('.unmergeable').name}"
-                        ) from exc
+                except (
+                    ValueError, TypeError, KeyError, duckdb.ConstraintException,
+                    duckdb.ConversionException, duckdb.InvalidInputException,
+                ) as exc:  # fmt: skip
+                    path.rename(path.with_suffix(".unmergeable"))
+                    raise StoreWriteError(
+                        f"outcome journal {path} could not be merged into {self.path} "
+                        f"({exc}); set aside as {path.with_suffix('.unmergeable').name}"
+                    ) from exc
                 path.unlink(missing_ok=True)
                 recovered += len(outcomes)
         return recovered
