@@ -450,11 +450,9 @@ class DuckDBStore(dg.ConfigurableResource):
         Re-recording a call_id is a no-op. A replaced current row moves to extraction_history
         and the field-level differences go to ``changes`` as 're-extracted' rows.
         """
+        ctx = _CallContext(run_id, corpus, task, task_version, backend, model)
         with self._transaction() as con:
-            _record_calls(
-                con, outcomes, run_id=run_id, corpus=corpus, task=task,
-                task_version=task_version, backend=backend, model=model,
-            )  # fmt: skip
+            _record_calls(con, outcomes, ctx)
 
     @contextlib.asynccontextmanager
     async def outcome_writer(
@@ -688,16 +686,20 @@ def _field_diffs(
     return [(None, prev_status, new.status)]
 
 
+@dataclass(frozen=True)
+class _CallContext:
+    """Where a batch of call outcomes belongs: the columns every row of the batch shares."""
+
+    run_id: str
+    corpus: str
+    task: str
+    task_version: str
+    backend: str
+    model: str
+
+
 def _record_calls(
-    con: duckdb.DuckDBPyConnection,
-    outcomes: Sequence[CallOutcome],
-    *,
-    run_id: str,
-    corpus: str,
-    task: str,
-    task_version: str,
-    backend: str,
-    model: str,
+    con: duckdb.DuckDBPyConnection, outcomes: Sequence[CallOutcome], ctx: _CallContext
 ) -> None:
     """Calls and their final item results, in order, inside the caller's transaction.
 
@@ -721,8 +723,8 @@ def _record_calls(
         "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [
-                c.call_id, run_id, corpus, task, task_version, backend, model,
-                c.base_url, c.pack_size, c.attempt, c.prompt_tokens,
+                c.call_id, ctx.run_id, ctx.corpus, ctx.task, ctx.task_version, ctx.backend,
+                ctx.model, c.base_url, c.pack_size, c.attempt, c.prompt_tokens,
                 c.completion_tokens, c.latency_s, c.finish_reason, c.ok_items,
                 c.failed_items, c.error,
                 datetime.fromtimestamp(c.started_at, UTC).replace(tzinfo=None),
@@ -736,26 +738,20 @@ def _record_calls(
     for o in fresh.values():
         results = list({r.doc_id: r for r in o.results}.values())  # last result wins
         if {r.doc_id for r in segment} & {r.doc_id for r in results}:
-            _store_results(con, segment, run_id, corpus, task, task_version, backend, model)
+            _store_results(con, segment, ctx)
             segment = []
         segment += results
-    _store_results(con, segment, run_id, corpus, task, task_version, backend, model)
+    _store_results(con, segment, ctx)
 
 
 def _store_results(
-    con: duckdb.DuckDBPyConnection,
-    results: list[ItemResult],
-    run_id: str,
-    corpus: str,
-    task: str,
-    task_version: str,
-    backend: str,
-    model: str,
+    con: duckdb.DuckDBPyConnection, results: list[ItemResult], ctx: _CallContext
 ) -> None:
     """Item results of distinct documents; a replaced current row moves to history."""
-    now = _utcnow()
     if not results:
         return
+    now = _utcnow()
+    run_id, corpus, task, task_version = ctx.run_id, ctx.corpus, ctx.task, ctx.task_version
     key = {"corpus": corpus, "task": task, "ids": [r.doc_id for r in results]}
     where = "WHERE corpus = $corpus AND task = $task AND list_contains($ids, doc_id)"
     previous = {
@@ -789,7 +785,7 @@ def _store_results(
                 )
         rows.append(
             [
-                corpus, task, r.doc_id, r.content_hash, task_version, backend, model,
+                corpus, task, r.doc_id, r.content_hash, task_version, ctx.backend, ctx.model,
                 r.status, None if r.fields is None else _json(r.fields), r.error,
                 r.raw_answer, attempts, r.prompt_tokens, r.completion_tokens,
                 r.latency_s, now, run_id,
