@@ -210,37 +210,12 @@ def run_cli(label: str, env: dict[str, str], items_per_call: int, max_concurrenc
 
 def store_rows(db: Path) -> dict[str, dict[str, Any]]:
     """The current extraction row per document of the corpus."""
-    with DuckDBStore(path=str(db)).connect(read_only=True) as con:
-        rows = con.execute(
-            "SELECT doc_id, status, fields, run_id, content_hash, task_version, attempts "
-            "FROM extractions WHERE corpus = ? AND task = ?", [CORPUS, TASK]).fetchall()
-    return {r[0]: {"status": r[1], "fields": json.loads(r[2]) if r[2] else None, "run_id": r[3],
-                   "content_hash": r[4], "task_version": r[5], "attempts": r[6]} for r in rows}
+    return DuckDBStore(path=str(db)).extraction_rows(CORPUS, TASK)
 
 
 def run_accounting(db: Path, run_id: str) -> dict[str, Any]:
     """What one run did, from the store: sync changes, extraction rows, calls, field changes."""
-    key = {"run_id": run_id, "corpus": CORPUS}
-    with DuckDBStore(path=str(db)).connect(read_only=True) as con:
-        def ids(sql: str) -> list[str]:
-            return sorted(r[0] for r in con.execute(sql, key).fetchall())
-
-        where = "WHERE run_id = $run_id AND corpus = $corpus"
-        sync = dict(con.execute(f"SELECT change, count(*) FROM changes {where} AND task IS NULL "
-                                "GROUP BY change", key).fetchall())
-        calls, items = con.execute("SELECT count(*), coalesce(sum(ok_items + failed_items), 0) "
-                                   f"FROM calls {where}", key).fetchone()
-        return {
-            "sync": sync,
-            "changed_ids": ids(f"SELECT doc_id FROM changes {where} AND change = 'changed'"),
-            # Rows this run wrote, still current or replaced later in the same run.
-            "extracted_ids": ids(f"SELECT doc_id FROM extractions {where} "
-                                 f"UNION SELECT doc_id FROM extraction_history {where}"),
-            "calls": calls,
-            "call_items": items,
-            "field_changes": con.execute(f"SELECT count(*) FROM changes {where} "
-                                         "AND change = 're-extracted'", key).fetchone()[0],
-        }
+    return DuckDBStore(path=str(db)).run_accounting(run_id, CORPUS)
 
 
 def pending_count(db: Path, version: str) -> int:

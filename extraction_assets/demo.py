@@ -136,23 +136,15 @@ def print_summary(
     store = DuckDBStore(path=str(settings.store_path))
     views = {t: store.ensure_task_view(t, get_task(t).item_model) for t in settings.tasks}
     print("\n== summary ==")
-    with store.connect(read_only=True) as con:
-        for task_name, view in views.items():
-            for corpus in corpora:
-                ok, failed = con.execute(
-                    "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed') "
-                    "FROM extractions WHERE corpus = ? AND task = ?",
-                    [corpus, task_name],
-                ).fetchone()
-                rows = con.execute(
-                    f'SELECT count(*) FROM "{view}" WHERE corpus = ?', [corpus]
-                ).fetchone()[0]
-                print(
-                    f"task {task_name}, corpus {corpus}: {rows} rows in view {view}; {ok} ok, {failed} failed"
-                )
-        done = con.execute(
-            "SELECT count(*) FROM extractions WHERE list_contains(?, run_id)", [run_ids]
-        ).fetchone()[0]
+    for task_name, view in views.items():
+        for corpus in corpora:
+            counts = store.status_counts(corpus, task_name)
+            rows = store.view_rows(task_name, corpus)
+            print(
+                f"task {task_name}, corpus {corpus}: {rows} rows in view {view}; "
+                f"{counts['ok']} ok, {counts['failed']} failed"
+            )
+    done = store.extracted_in_runs(run_ids)
     rate = done / (elapsed_s / 60) if elapsed_s > 0 else 0.0
     print(f"this run: {done} documents extracted in {elapsed_s:.0f} s ({rate:.1f} items/min)")
     print(f"DuckDB file: {settings.store_path}")

@@ -1,6 +1,6 @@
 """The domain types that flow through the data path.
 
-source files -> Document -> packs -> calls (CallRecord) -> validated items (ItemResult) -> store
+source files (CorpusScan) -> Document -> packs -> calls (CallRecord) -> validated items (ItemResult) -> store
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -77,3 +78,30 @@ class CallOutcome:
 
     call: CallRecord
     results: list[ItemResult] = field(default_factory=list)  # final results only
+
+
+@dataclass(frozen=True)
+class CorpusFile:
+    """One file of a scanned corpus folder: its line count and whether DuckDB can read it."""
+
+    path: Path
+    lines: int
+    plain: bool
+
+
+@dataclass(frozen=True)
+class CorpusScan:
+    """A corpus folder checked and fingerprinted in one pass over its bytes, before reading it.
+
+    Made by ``corpora.sources.scan_corpus``; ``fingerprint`` equals ``corpus_fingerprint``; ``lines`` and ``plain`` let the store
+    read plain NDJSON files with DuckDB's own reader and still record ``file:line`` provenance
+    (record number == line number only when a file has no blank lines, which the store checks).
+    """
+
+    corpus: str
+    files: tuple[CorpusFile, ...]
+    fingerprint: str
+
+    @property
+    def plain(self) -> bool:
+        return all(f.plain for f in self.files)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extraction_assets.types import Document
+from extraction_assets.types import CorpusFile, CorpusScan, Document
 
 log = logging.getLogger(__name__)
 
@@ -349,31 +349,6 @@ def _scan_file(path: Path) -> _FileScan:
     if size and last != b"\n":
         lines += 1
     return _FileScan(size, digest.digest(), lines, plain)
-
-
-@dataclass(frozen=True)
-class CorpusFile:
-    path: Path
-    lines: int
-    plain: bool
-
-
-@dataclass(frozen=True)
-class CorpusScan:
-    """A corpus folder checked and fingerprinted in one pass over its bytes, before reading it.
-
-    ``fingerprint`` equals :func:`corpus_fingerprint`; ``lines`` and ``plain`` let the store
-    read plain NDJSON files with DuckDB's own reader and still record ``file:line`` provenance
-    (record number == line number only when a file has no blank lines, which the store checks).
-    """
-
-    corpus: str
-    files: tuple[CorpusFile, ...]
-    fingerprint: str
-
-    @property
-    def plain(self) -> bool:
-        return all(f.plain for f in self.files)
 
 
 def scan_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> CorpusScan:

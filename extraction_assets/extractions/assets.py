@@ -24,7 +24,7 @@ from extraction_assets.extractions.metadata import markdown_table, table_schema
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from resources.llm import LLMResource
-from resources.store import DuckDBStore
+from resources.store import CallContext, DuckDBStore
 
 
 class ExtractionConfig(dg.Config):
@@ -175,12 +175,7 @@ def build_task_assets(
         # end of the block, so the store is not opened once per call.
         try:
             async with store.outcome_writer(
-                run_id=run_id,
-                corpus=corpus,
-                task=task.name,
-                task_version=version,
-                backend=client.backend,
-                model=llm.model,
+                CallContext(run_id, corpus, task.name, version, client.backend, llm.model)
             ) as writer:
                 summary = await extract(
                     task, pending, client, engine_settings, writer.write, log=context.log
@@ -284,9 +279,8 @@ def build_task_assets(
         export = Settings.from_env().export_dir / task.name / f"{corpus}.parquet"
         export.parent.mkdir(parents=True, exist_ok=True)
         rows = store.export_parquet(task.name, str(export), corpus=corpus)
-        with store.connect(read_only=True) as con:
-            described = [(r[0], r[1]) for r in con.execute(f'DESCRIBE "{view}"').fetchall()]
-            total_rows = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0]
+        described = store.view_columns(task.name)
+        total_rows = store.view_rows(task.name)
         preview = store.preview(task.name, corpus, limit=5)
         return dg.MaterializeResult(
             metadata={

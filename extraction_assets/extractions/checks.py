@@ -81,13 +81,7 @@ def _source_freshness(store: DuckDBStore, settings: Settings, corpus: str) -> dg
         return dg.AssetCheckResult(
             check_name="source_freshness", passed=False, metadata={"error": str(exc)}
         )
-    with store.connect(read_only=True) as con:
-        stored = dict(
-            con.execute(
-                "SELECT doc_id, content_hash FROM documents WHERE corpus = ? AND NOT deleted",
-                [corpus],
-            ).fetchall()
-        )
+    stored = store.document_hashes(corpus)
     stale = sorted(k for k in source.keys() | stored.keys() if source.get(k) != stored.get(k))
     return dg.AssetCheckResult(
         check_name="source_freshness",

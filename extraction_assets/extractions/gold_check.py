@@ -30,7 +30,7 @@ from extraction_assets.extractions.metadata import markdown_table
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from extraction_assets.types import Document
-from resources.store import DuckDBStore
+from resources.store import CallContext, DuckDBStore
 
 GOLD_CHECK = "gold_sample"
 GOLD_CHECK_DESCRIPTION = (
@@ -87,10 +87,10 @@ async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: 
         )
         if pending:
             run.log.info(f"gold sample {corpus}: extracting {len(pending)} documents")
-            async with run.store.outcome_writer(
-                run_id=run.run_id, corpus=corpus, task=task.name, task_version=run.task_version,
-                backend=run.backend, model=run.model,
-            ) as writer:  # fmt: skip
+            context = CallContext(
+                run.run_id, corpus, task.name, run.task_version, run.backend, run.model
+            )
+            async with run.store.outcome_writer(context) as writer:
                 await extract(
                     task, pending, run.client, run.engine_settings, writer.write, log=run.log
                 )

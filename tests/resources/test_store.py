@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from extraction_assets.corpora.sources import CorpusError, read_corpus
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
-from resources.store import DuckDBStore, StoreWriteError
+from resources.store import CallContext, DuckDBStore, StoreWriteError
 
 SAMPLE = Path(__file__).resolve().parents[2] / "extraction_assets" / "sample_data"
 CORPUS = "biographies"
@@ -82,13 +82,7 @@ def record(
     corpus: str = CORPUS,
 ) -> None:
     store.record_outcome(
-        run_id=run_id,
-        corpus=corpus,
-        task=TASK,
-        task_version=version,
-        backend="vllm",
-        model="smollm2",
-        outcome=out,
+        outcome=out, context=CallContext(run_id, corpus, TASK, version, "vllm", "smollm2")
     )
 
 
@@ -455,3 +449,39 @@ def test_read_only_connect_on_a_fresh_path(tmp_path: Path) -> None:
     assert tables == {
         "documents", "extractions", "extraction_history", "calls", "changes", "corpus_sources"
     }
+
+
+class _Bio(BaseModel):
+    name: str
+
+
+def test_read_methods_answer_what_callers_used_to_query(store: DuckDBStore) -> None:
+    """The queries callers ran through connect() (summary, table asset, freshness check,
+    benchmarks) are store methods."""
+    a, b = docs(a="A", b="B")
+    store.sync_documents(CORPUS, [a, b], "r1")
+    record(store, outcome([ok(a), failed(b)]), run_id="r1")
+    record(store, outcome([ok(b)]), run_id="r2")
+    view = store.ensure_task_view(TASK, _Bio)
+    assert store.view_rows(TASK) == store.view_rows(TASK, CORPUS) == 2
+    assert store.view_rows(TASK, "other") == 0
+    assert ("name", "VARCHAR") in store.view_columns(TASK) and view == f"{TASK}_extractions"
+    assert store.status_counts(CORPUS, TASK) == {"ok": 2, "failed": 0}
+    assert store.extracted_in_runs(["r1"]) == 1 and store.extracted_in_runs(["r1", "r2"]) == 2
+    assert store.document_hashes(CORPUS) == {"a": a.content_hash, "b": b.content_hash}
+    rows = store.extraction_rows(CORPUS, TASK)
+    assert (rows["b"]["status"], rows["b"]["run_id"], rows["a"]["fields"]) == (
+        "ok", "r2", {"name": "a"},
+    )  # fmt: skip
+    acc = store.run_accounting("r2", CORPUS)
+    assert (acc["calls"], acc["call_items"], acc["replaced"], acc["field_changes"]) == (1, 1, 1, 1)
+    assert store.run_accounting("r1", CORPUS)["sync"] == {"new": 2}
+
+
+def test_call_context_is_given_once(store: DuckDBStore) -> None:
+    (a,) = docs(a="A")
+    ctx = CallContext("r1", CORPUS, TASK, "v1", "vllm", "m")
+    with pytest.raises(TypeError, match="once"):
+        store.record_outcome(outcome=outcome([ok(a)]), context=ctx, run_id="r2")
+    with pytest.raises(TypeError):
+        store.record_outcomes([outcome([ok(a)])], run_id="r1", corpus=CORPUS)  # incomplete

@@ -1,0 +1,172 @@
+"""Read-only reports: a run's changes and accounting, table statistics, coverage, answers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+from resources.store._documents import MISSING_WHERE, PENDING_WHERE, pending_params
+
+
+def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def change_report(
+    con: duckdb.DuckDBPyConnection, run_id: str, corpus: str | None
+) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM changes WHERE run_id = $run_id"
+    params: dict[str, Any] = {"run_id": run_id}
+    if corpus is not None:
+        sql += " AND corpus = $corpus"
+        params["corpus"] = corpus
+    sql += " ORDER BY corpus, task NULLS FIRST, doc_id, field NULLS FIRST"
+    return _dicts(con.execute(sql, params))
+
+
+def table_stats(
+    con: duckdb.DuckDBPyConnection, corpus: str, task: str, task_version: str, retry_limit: int
+) -> dict[str, int | float]:
+    params = pending_params(corpus, task, task_version, retry_limit)
+    docs = con.execute(
+        """SELECT count(*) FILTER (NOT d.deleted),
+            count(*) FILTER (d.deleted),
+            count(*) FILTER (NOT d.deleted AND e.status = 'ok' AND e.content_hash = d.content_hash
+                             AND e.task_version = $version),
+            count(*) FILTER (NOT d.deleted AND e.status = 'failed'
+                             AND e.content_hash = d.content_hash AND e.task_version = $version),
+            count(*) FILTER (NOT d.deleted AND e.status = 'ok' AND e.content_hash = d.content_hash
+                             AND e.task_version <> $version),
+            count(*) FILTER (NOT d.deleted AND e.content_hash <> d.content_hash),
+            count(*) FILTER (NOT d.deleted AND e.status = 'failed'
+                             AND e.content_hash = d.content_hash AND e.task_version = $version
+                             AND e.attempts >= $retry_limit)
+        FROM documents d LEFT JOIN extractions e
+            ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
+        WHERE d.corpus = $corpus""",
+        params,
+    ).fetchone()
+    pending = con.execute(f"SELECT count(*) {PENDING_WHERE}", params).fetchone()
+    calls = con.execute(
+        "SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), "
+        "coalesce(sum(latency_s), 0) FROM calls "
+        "WHERE corpus = $corpus AND task = $task AND task_version = $version",
+        {k: params[k] for k in ("corpus", "task", "version")},
+    ).fetchone()
+    assert docs is not None and pending is not None and calls is not None
+    return {
+        "current_documents": docs[0],
+        "deleted_documents": docs[1],
+        "ok": docs[2],
+        "failed": docs[3],
+        "failed_exhausted": docs[6],
+        "pending": pending[0],
+        "ok_at_other_versions": docs[4],
+        "stale_text": docs[5],
+        "calls": calls[0],
+        "prompt_tokens": int(calls[1]),
+        "completion_tokens": int(calls[2]),
+        "call_latency_s": round(float(calls[3]), 3),
+    }
+
+
+def coverage(
+    con: duckdb.DuckDBPyConnection, corpus: str, task: str, task_version: str, sample: int
+) -> tuple[int, list[str]]:
+    params = pending_params(corpus, task, task_version, 0)
+    del params["retry_limit"]
+    row = con.execute(f"SELECT count(*) {MISSING_WHERE}", params).fetchone()
+    ids = con.execute(
+        f"SELECT d.doc_id {MISSING_WHERE} ORDER BY d.doc_id LIMIT {int(sample)}", params
+    ).fetchall()
+    return (row[0] if row else 0), [r[0] for r in ids]
+
+
+def current_fields(
+    con: duckdb.DuckDBPyConnection, corpus: str, task: str, task_version: str
+) -> dict[str, dict[str, Any] | None]:
+    rows = con.execute(
+        """SELECT d.doc_id,
+            CASE WHEN e.status = 'ok' AND e.content_hash = d.content_hash
+                      AND e.task_version = $version THEN e.fields END
+        FROM documents d LEFT JOIN extractions e
+            ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
+        WHERE d.corpus = $corpus AND NOT d.deleted ORDER BY d.doc_id""",
+        {"corpus": corpus, "task": task, "version": task_version},
+    ).fetchall()
+    return {doc_id: None if fields is None else json.loads(fields) for doc_id, fields in rows}
+
+
+def status_counts(con: duckdb.DuckDBPyConnection, corpus: str, task: str) -> dict[str, int]:
+    row = con.execute(
+        "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed') "
+        "FROM extractions WHERE corpus = ? AND task = ?",
+        [corpus, task],
+    ).fetchone()
+    assert row is not None
+    return {"ok": int(row[0]), "failed": int(row[1])}
+
+
+def extracted_in_runs(con: duckdb.DuckDBPyConnection, run_ids: list[str]) -> int:
+    row = con.execute(
+        "SELECT count(*) FROM extractions WHERE list_contains(?, run_id)", [run_ids]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def extraction_rows(
+    con: duckdb.DuckDBPyConnection, corpus: str, task: str
+) -> dict[str, dict[str, Any]]:
+    rows = con.execute(
+        "SELECT doc_id, status, fields, run_id, content_hash, task_version, attempts, error "
+        "FROM extractions WHERE corpus = ? AND task = ?",
+        [corpus, task],
+    ).fetchall()
+    return {
+        r[0]: {
+            "status": r[1], "fields": json.loads(r[2]) if r[2] else None, "run_id": r[3],
+            "content_hash": r[4], "task_version": r[5], "attempts": r[6], "error": r[7],
+        }
+        for r in rows
+    }  # fmt: skip
+
+
+def run_accounting(con: duckdb.DuckDBPyConnection, run_id: str, corpus: str) -> dict[str, Any]:
+    key = {"run_id": run_id, "corpus": corpus}
+    where = "WHERE run_id = $run_id AND corpus = $corpus"
+
+    def ids(sql: str) -> list[str]:
+        return sorted(r[0] for r in con.execute(sql, key).fetchall())
+
+    def count(sql: str) -> int:
+        row = con.execute(sql, key).fetchone()
+        return int(row[0]) if row else 0
+
+    sync = dict(
+        con.execute(
+            f"SELECT change, count(*) FROM changes {where} AND task IS NULL GROUP BY change", key
+        ).fetchall()
+    )
+    calls = con.execute(
+        f"SELECT count(*), coalesce(sum(ok_items + failed_items), 0) FROM calls {where}", key
+    ).fetchone()
+    assert calls is not None
+    return {
+        "sync": sync,
+        "changed_ids": ids(f"SELECT doc_id FROM changes {where} AND change = 'changed'"),
+        # Rows this run wrote, still current or replaced later in the same run.
+        "extracted_ids": ids(
+            f"SELECT doc_id FROM extractions {where} "
+            f"UNION SELECT doc_id FROM extraction_history {where}"
+        ),
+        "replaced": count(
+            "SELECT count(*) FROM extraction_history "
+            "WHERE replaced_by_run_id = $run_id AND corpus = $corpus"
+        ),
+        "calls": int(calls[0]),
+        "call_items": int(calls[1]),
+        "field_changes": count(f"SELECT count(*) FROM changes {where} AND change = 're-extracted'"),
+    }
