@@ -29,7 +29,7 @@ class Settings:
     source_root: Path  # EXTRACTION_SOURCE_ROOT: one sub-folder per corpus
     store_path: Path  # EXTRACTION_DB
     export_dir: Path  # EXTRACTION_EXPORT_DIR: Parquet exports of typed tables
-    tasks: tuple[str, ...]  # EXTRACTION_TASKS: comma-separated task names
+    tasks: tuple[str, ...]  # EXTRACTION_TASKS: comma-separated task references (load_task)
     schedule_cron: str  # EXTRACTION_SCHEDULE_CRON
     sensor_interval_s: int  # EXTRACTION_SENSOR_INTERVAL_S
     # EXTRACTION_GOLD_SAMPLE: gold sets scored by the gold_sample check, "set[:size]" comma-separated

@@ -1,7 +1,7 @@
 """The one place that builds prompts.
 
-The system message is the task's static part (instructions + field guide + the item-delimiter
-rules) and is byte-identical across calls, so vLLM's prefix cache serves it. The user message
+The system message is the task's static part (instructions + field guide + the task's few-shot
+examples, if any + the item-delimiter rules) and is byte-identical across calls, so vLLM's prefix cache serves it. The user message
 carries the pack's items, each fenced by a tag holding a per-call random key: a document cannot
 close its own item or forge another one without guessing the key.
 """
@@ -30,13 +30,26 @@ item's answer. Answer every item once, under its own id; never mix information a
 
 
 @functools.cache
-def _system_message(instructions: str, guide: str) -> str:
-    return f"{instructions}\n\nFields of each answer:\n{guide}\n\n{_RULES}"
+def _system_message(instructions: str, guide: str, examples: str) -> str:
+    return f"{instructions}\n\nFields of each answer:\n{guide}\n\n{examples}{_RULES}"
+
+
+def examples_block(task: ExtractionTask) -> str:
+    """The task's few-shot examples: each text, then its answer as compact JSON ("" if none).
+
+    They are shown outside the item tags, so they never look like items to answer."""
+    if not task.examples:
+        return ""
+    parts = ["Examples (a text, then the answer expected for it):"]
+    for i, ex in enumerate(task.examples, start=1):
+        answer = json.dumps(dict(ex.answer), ensure_ascii=False, separators=(",", ":"))
+        parts.append(f"Example {i} text:\n{ex.text}\nExample {i} answer:\n{answer}")
+    return "\n\n".join(parts) + "\n\n"
 
 
 def system_message(task: ExtractionTask) -> str:
     """The static part of every prompt of this task (identical across calls)."""
-    return _system_message(task.instructions, task.field_guide())
+    return _system_message(task.instructions, task.field_guide(), examples_block(task))
 
 
 def new_key() -> str:

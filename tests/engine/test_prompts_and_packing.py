@@ -8,7 +8,7 @@ import json
 
 from extraction_assets.engine import EngineSettings, PackPlanner, build_messages, pack_schema
 from extraction_assets.engine.packing import halves
-from extraction_assets.tasks import TASKS, get_task
+from extraction_assets.tasks import BUILTIN_TASKS, get_task
 from extraction_assets.types import Document
 
 BIO = get_task("biography")
@@ -19,7 +19,7 @@ def docs(n: int, text: str = "نص قصير", prefix: str = "d") -> list[Documen
 
 
 def test_static_prompt_is_byte_identical_across_packs() -> None:
-    for task in TASKS.values():
+    for task in map(get_task, BUILTIN_TASKS):
         a = build_messages(task, docs(3))
         b = build_messages(task, docs(7, "other text", "x"))
         assert a[0]["role"] == "system" and a[0]["content"] == b[0]["content"]
@@ -72,7 +72,7 @@ def test_item_schemas_are_strict_compatible() -> None:
             for v in node:
                 walk(v)
 
-    for task in TASKS.values():
+    for task in map(get_task, BUILTIN_TASKS):
         walk(task.item_schema())
 
 
