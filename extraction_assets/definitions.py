@@ -15,17 +15,15 @@ from extraction_assets.corpora.sensors import build_source_sensor
 from extraction_assets.extractions.assets import build_task_assets
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import get_task
-from resources.llm import LLMResource
+from resources.llm import LLMResource, api_key_env_var
 from resources.store import DuckDBStore
-
-_API_KEY_VARS = ("LLM_API_KEY", "OPENAI_API_KEY")
 
 
 def llm_resource_from_env() -> LLMResource:
     """The LLM resource for this environment; an API key is passed as an EnvVar reference so its value
     never appears in the UI's resource configuration or in run config."""
     llm = LLMResource.from_env()
-    key_var = next((v for v in _API_KEY_VARS if os.environ.get(v)), None)
+    key_var = api_key_env_var(llm.backend)
     if key_var is None:
         return llm
     fields = {name: getattr(llm, name) for name in LLMResource.model_fields if name != "api_key"}

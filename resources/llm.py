@@ -34,6 +34,16 @@ DEFAULT_MODEL = {
 }
 
 
+def api_key_env_var(backend: str) -> str | None:
+    """The environment variable holding this backend's key, or None: LLM_API_KEY for any backend,
+    OPENAI_API_KEY only for openai (an OpenAI key must never reach a vLLM or Ollama server)."""
+    if os.environ.get("LLM_API_KEY"):
+        return "LLM_API_KEY"
+    if backend == "openai" and os.environ.get("OPENAI_API_KEY"):
+        return "OPENAI_API_KEY"
+    return None
+
+
 class LLMResource(dg.ConfigurableResource):
     """An LLM server (vLLM, Ollama or OpenAI) serving one model."""
 
@@ -86,20 +96,18 @@ class LLMResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls) -> LLMResource:
-        """Configuration from LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, LLM_API_KEY (or
-        OPENAI_API_KEY for openai), LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED;
+        """Configuration from LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, the key (`api_key_env_var`),
+        LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED;
         per-backend defaults."""
         backend = os.environ.get("LLM_BACKEND", "vllm").strip().lower() or "vllm"
         if backend not in BACKENDS:
             raise ValueError(f"LLM_BACKEND={backend!r}; expected one of {BACKENDS}")
-        api_key = os.environ.get("LLM_API_KEY") or (
-            os.environ.get("OPENAI_API_KEY") if backend == "openai" else None
-        )
+        key_var = api_key_env_var(backend)
         kwargs: dict = {
             "backend": backend,
             "base_url": os.environ.get("LLM_BASE_URL") or DEFAULT_BASE_URL[backend],
             "model": os.environ.get("LLM_MODEL") or DEFAULT_MODEL[backend],
-            "api_key": api_key or None,
+            "api_key": os.environ[key_var] if key_var else None,
         }
         if os.environ.get("LLM_TIMEOUT_S"):
             kwargs["timeout_s"] = float(os.environ["LLM_TIMEOUT_S"])
@@ -120,4 +128,5 @@ __all__ = [
     "LLMResource",
     "RequestRejectedError",
     "TransportError",
+    "api_key_env_var",
 ]

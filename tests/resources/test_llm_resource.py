@@ -4,6 +4,7 @@ clients or errors."""
 
 from __future__ import annotations
 
+import dagster as dg
 import pytest
 
 from resources.backends.ollama_backend import OllamaClient
@@ -86,3 +87,34 @@ def test_openai_schema_keeps_fields_named_like_keywords() -> None:
     schema = {"type": "object", "properties": {"maximum": {"type": "integer", "maximum": 3}},
               "required": ["maximum"], "additionalProperties": False}
     assert openai_strict_schema(schema)["properties"] == {"maximum": {"type": "integer"}}
+
+
+@pytest.mark.parametrize(
+    ("backend", "env", "expected"),
+    [
+        ("vllm", {"OPENAI_API_KEY": "sk-o"}, None),
+        ("ollama", {"OPENAI_API_KEY": "sk-o"}, None),
+        ("openai", {"OPENAI_API_KEY": "sk-o"}, "OPENAI_API_KEY"),
+        ("vllm", {"LLM_API_KEY": "k", "OPENAI_API_KEY": "sk-o"}, "LLM_API_KEY"),
+        ("openai", {"LLM_API_KEY": "k", "OPENAI_API_KEY": "sk-o"}, "LLM_API_KEY"),
+        ("ollama", {"LLM_API_KEY": "k"}, "LLM_API_KEY"),
+        ("openai", {}, None),
+    ],
+)
+def test_api_key_rule_in_the_resource_and_the_definitions(
+    clean_env: pytest.MonkeyPatch, backend: str, env: dict[str, str], expected: str | None
+) -> None:
+    """LLM_API_KEY for any backend, OPENAI_API_KEY only for openai: the same in from_env and in
+    the Dagster definitions (which pass the key as an EnvVar reference)."""
+    from extraction_assets.definitions import llm_resource_from_env
+
+    clean_env.setenv("LLM_BACKEND", backend)
+    for name, value in env.items():
+        clean_env.setenv(name, value)
+    want = env[expected] if expected else None
+    assert LLMResource.from_env().api_key == want
+    # The definitions hold an EnvVar reference (its str is the variable's name), never the value.
+    llm = llm_resource_from_env()
+    assert llm.api_key == expected
+    with dg.build_resources({"llm": llm}) as built:
+        assert built.llm.api_key == want
