@@ -1,6 +1,7 @@
 """Extraction-quality evaluation: field normalisation, gold sets, scoring, and the harness.
 
-`python -m extraction_assets.evaluation --gold redocred|taqrib ...` (see __main__).
+`python -m extraction_assets.evaluation --gold redocred|taqrib ...` or `--task SPEC` for a task's
+own gold file (see __main__ and task_gold).
 """
 
 from extraction_assets.evaluation.gold import (
@@ -11,15 +12,24 @@ from extraction_assets.evaluation.gold import (
     load_redocred,
     load_taqrib,
 )
-from extraction_assets.evaluation.scoring import contamination, score_documents
+from extraction_assets.evaluation.scoring import contamination, score_documents, value_match
+from extraction_assets.evaluation.task_gold import (
+    GoldFileError,
+    load_task_gold,
+    task_field_specs,
+)
 
 __all__ = [
     "GoldDocument",
+    "GoldFileError",
     "GoldFileMissingError",
     "compare_editions",
     "contamination",
     "load_gold",
     "load_redocred",
     "load_taqrib",
+    "load_task_gold",
     "score_documents",
+    "task_field_specs",
+    "value_match",
 ]

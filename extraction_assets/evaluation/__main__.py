@@ -1,5 +1,6 @@
 """CLI: python -m extraction_assets.evaluation --gold redocred|taqrib|sample --limit 20
 --items-per-call 1,5,20 --out benchmarks/results/eval [--seed 0] [--max-concurrency 4] [--no-isolate]
+python -m extraction_assets.evaluation --task my_task.yaml [--corpus DIR]  (the task's own gold)
 python -m extraction_assets.evaluation --compare-editions
 
 The LLM comes from the environment (LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, ...).
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 from extraction_assets.evaluation.gold import GOLD_SETS, GoldFileMissingError, compare_editions
+from extraction_assets.evaluation.task_gold import GoldFileError
 
 
 def _sizes(text: str) -> list[int]:
@@ -32,13 +34,17 @@ def _sizes(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m extraction_assets.evaluation",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--gold", choices=sorted(GOLD_SETS))
+    parser.add_argument("--gold", choices=sorted(GOLD_SETS),
+                        help="a built-in gold set; default: the task's own gold file")
     parser.add_argument("--limit", type=int, default=20, help="documents sampled (default 20)")
     parser.add_argument("--items-per-call", type=_sizes, default=[1, 5, 20],
                         help="pack sizes to compare, e.g. 1,5,20")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--max-concurrency", type=int, default=4)
-    parser.add_argument("--task", default="biography")
+    parser.add_argument("--task", default="biography",
+                        help="built-in name, module:ATTRIBUTE or spec file (default biography)")
+    parser.add_argument("--corpus", type=Path, metavar="DIR",
+                        help="corpus folder with the texts of gold lines that have no \"text\"")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/eval"))
     parser.add_argument("--no-isolate", action="store_true",
                         help="keep pack answers that borrow from a pack-mate (measures the raw "
@@ -59,17 +65,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.rescore:
             from extraction_assets.evaluation.harness import markdown, rescore
 
-            print(markdown(rescore(args.rescore)))
+            print(markdown(rescore(args.rescore, args.corpus)))
             return 0
-        if not args.gold:
-            parser.error("--gold is required (or --compare-editions)")
         from extraction_assets.evaluation.harness import EvalConfig, evaluate, markdown
+        from extraction_assets.tasks import TaskSpecError, load_task
+
+        try:
+            has_gold = load_task(args.task).gold is not None
+        except (TaskSpecError, KeyError) as exc:
+            print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
+            return 2
+        if not args.gold and not has_gold:
+            parser.error("--gold is required for a task without its own gold file "
+                         "(or --compare-editions)")
 
         config = EvalConfig(gold=args.gold, limit=args.limit, items_per_call=args.items_per_call,
                             seed=args.seed, max_concurrency=args.max_concurrency, task=args.task,
-                            out=args.out, isolate_suspicious=not args.no_isolate)
+                            out=args.out, isolate_suspicious=not args.no_isolate,
+                            corpus_dir=args.corpus)
         results = asyncio.run(evaluate(config))
-    except GoldFileMissingError as exc:
+    except (GoldFileMissingError, GoldFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(markdown(results))

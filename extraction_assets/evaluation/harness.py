@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from extraction_assets.evaluation.gold import GoldDocument, load_gold
-from extraction_assets.evaluation.scoring import (
-    FIELD_SPECS,
-    contamination,
-    covered_specs,
-    score_documents,
-)
-from extraction_assets.tasks import ExtractionTask, get_task
+from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument, GoldFileMissingError
+from extraction_assets.evaluation.scoring import FieldSpec, contamination, score_documents
+from extraction_assets.evaluation.task_gold import gold_set
+from extraction_assets.tasks import ExtractionTask, load_task
 from extraction_assets.types import CallOutcome, Document
 
 log = logging.getLogger("extraction_assets.evaluation")
@@ -27,13 +23,16 @@ log = logging.getLogger("extraction_assets.evaluation")
 
 @dataclass
 class EvalConfig:
-    gold: str
+    # A built-in gold set (redocred, taqrib, sample), or None: the task's own gold file.
+    gold: str | None
     limit: int = 20
     items_per_call: Sequence[int] = (1, 5, 20)
     seed: int = 0
     max_concurrency: int = 4
-    task: str = "biography"
+    task: str = "biography"  # any task reference (load_task)
     out: Path = Path("benchmarks/results/eval")
+    # A corpus folder holding the texts of gold lines without a "text" (the task's own gold).
+    corpus_dir: Path | None = None
     # The engine re-runs alone an item whose pack answer borrows from a pack-mate; off measures
     # the raw cross-item contamination of a pack size (what that re-run prevents).
     isolate_suspicious: bool = True
@@ -88,9 +87,10 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
     from resources.llm import LLMResource
 
     llm = llm or LLMResource.from_env()
-    task = get_task(config.task)
-    gold_docs = sample(load_gold(config.gold), config.limit, config.seed)
-    specs, not_covered = covered_specs(FIELD_SPECS[config.gold], task.item_model.model_fields)
+    task = load_task(config.task)
+    gold_name = config.gold or task.name
+    all_docs, specs, not_covered = load_task_gold_set(task, gold_name, config.corpus_dir)
+    gold_docs = sample(all_docs, config.limit, config.seed)
     uncovered_gold = sorted({k for d in gold_docs for k in d.uncovered} - {s.gold_field for s in specs})
     client = llm.get_client()
     texts = {d.doc_id: d.text for d in gold_docs}
@@ -100,7 +100,7 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
         for k in config.items_per_call:
             started = time.time()
             out = await run_pack_size(task, gold_docs, client, k, config.max_concurrency,
-                                      llm.max_model_len, f"eval-{config.gold}",
+                                      llm.max_model_len, f"eval-{gold_name}",
                                       config.isolate_suspicious)
             scores = score_documents(gold_docs, out["predictions"], specs)
             cont = contamination(out["packs"], texts, out["predictions"])
@@ -120,10 +120,11 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
     finally:
         await client.aclose()
     results = {
-        "gold": config.gold,
+        "gold": gold_name,
         "backend": llm.backend,
         "model": llm.model,
         "task": task.name,
+        "task_ref": config.task,
         "task_version": version,
         "n_documents": len(gold_docs),
         "seed": config.seed,
@@ -138,7 +139,7 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
     return results
 
 
-def rescore(path: Path) -> dict[str, Any]:
+def rescore(path: Path, corpus_dir: Path | None = None) -> dict[str, Any]:
     """Score a saved run's predictions again with the current gold and scoring (no LLM call),
     e.g. after a normalisation fix; rewrites the JSON, markdown and plot beside it."""
     results = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -147,10 +148,10 @@ def rescore(path: Path) -> dict[str, Any]:
         for run, predictions in zip(results["runs"], json.loads(saved.read_text("utf-8")),
                                     strict=True):
             run["predictions"] = predictions
-    by_id = {d.doc_id: d for d in load_gold(results["gold"])}
+    task = load_task(results.get("task_ref") or results["task"])
+    gold_docs, specs, _ = load_task_gold_set(task, results["gold"], corpus_dir)
+    by_id = {d.doc_id: d for d in gold_docs}
     docs = [by_id[i] for i in results["doc_ids"]]
-    task = get_task(results["task"])
-    specs, _ = covered_specs(FIELD_SPECS[results["gold"]], task.item_model.model_fields)
     texts = {d.doc_id: d.text for d in docs}
     for run in results["runs"]:
         run["scores"] = score_documents(docs, run["predictions"], specs)
@@ -159,6 +160,38 @@ def rescore(path: Path) -> dict[str, Any]:
     results.pop("files", None)
     write_results(results, Path(path).parent)
     return results
+
+
+def load_task_gold_set(task: ExtractionTask, name: str, corpus_dir: Path | None = None
+                       ) -> tuple[list[GoldDocument], list[FieldSpec], list[str]]:
+    """(gold documents with their texts, field specs, gold fields the task cannot answer).
+
+    A built-in set, or the task's own gold (`name` = the task's name); lines of the latter
+    without a "text" take it from the corpus folder `corpus_dir`."""
+    docs, specs = gold_set(task, name)
+    not_covered: list[str] = []
+    if name in GOLD_SETS and name != task.name:
+        from extraction_assets.evaluation.scoring import FIELD_SPECS
+
+        fields = set(task.item_model.model_fields)
+        not_covered = [s.gold_field for s in FIELD_SPECS[name] if s.task_field not in fields]
+    missing = [d for d in docs if not d.text]
+    if missing:
+        if corpus_dir is None:
+            raise GoldFileMissingError(
+                f"{len(missing)} gold lines of {name} have no \"text\" (e.g. {missing[0].doc_id}):"
+                " give the corpus folder holding them (--corpus)")
+        from extraction_assets.corpora.sources import read_corpus
+
+        texts = {d.doc_id: d for d in read_corpus(corpus_dir.parent, corpus_dir.name)}
+        absent = [d.doc_id for d in missing if d.doc_id not in texts]
+        if absent:
+            raise GoldFileMissingError(
+                f"{len(absent)} gold ids are not in corpus {corpus_dir} (e.g. {absent[0]})")
+        for d in missing:
+            d.text = texts[d.doc_id].text
+            d.source = texts[d.doc_id].source or d.source
+    return docs, specs, not_covered
 
 
 def _fmt(x: float | None) -> str:
@@ -188,9 +221,20 @@ def markdown(results: dict[str, Any]) -> str:
             + f" | {_fmt(overall['mean_score'])} | {_fmt(run['contamination']['rate'])} | "
             f"{run['run_summary'].get('items_per_min', 0):.1f} |"
         )
+    languages = sorted({lang for run in results["runs"] for lang in run["scores"]["by_language"]})
+    if len(languages) > 1:
+        lines += ["", "Per language:", "",
+                  "| items_per_call | language | answered | " + " | ".join(fields) + " | mean |",
+                  "|" + "---|" * (len(fields) + 4)]
+        for run in results["runs"]:
+            for lang, block in sorted(run["scores"]["by_language"].items()):
+                cells = [_fmt(block["fields"][f]["score"]) for f in fields]
+                lines.append(f"| {run['items_per_call']} | {lang} | {block['answered']}/"
+                             f"{block['n_documents']} | " + " | ".join(cells)
+                             + f" | {_fmt(block['mean_score'])} |")
     lines += [
         "",
-        "Scores: accuracy after normalisation; F1 for set fields (family). "
+        "Scores: accuracy after normalisation; F1 for set fields (lists). "
         "Contamination: share of answers naming someone found only in another document of "
         "the same pack.",
         "",

@@ -8,6 +8,7 @@ without a valid answer counts as wrong on every field it has gold for.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -30,8 +31,15 @@ class FieldSpec:
 
     gold_field: str
     task_field: str  # the answer field it is compared with
-    kind: str  # "name" | "year" | "enum" | "set" | "kunya" (see _kunya_hit)
+    # Built-in gold sets: "name" | "year" | "enum" | "set" (names) | "kunya" (see _kunya_hit).
+    # Any task (type-driven, extraction_assets.evaluation.task_gold): "exact" | "text"
+    # (normalised) | "items" (set F1 over list elements) | "object" (every gold key matches).
+    kind: str
     year_tolerance: int = 0
+
+    @property
+    def is_set(self) -> bool:
+        return self.kind in ("set", "items")
 
 
 REDOCRED_FIELDS = (
@@ -164,12 +172,70 @@ def match_sets(predicted: Sequence[str], gold: Sequence[Any]) -> int:
     return tp
 
 
+_TYPED_KINDS = ("exact", "text", "object", "items")
+
+
+def value_match(predicted: Any, gold: Any, *, text: bool = True) -> bool:
+    """A predicted value against a gold value, for any task.
+
+    A gold list holds alternatives when the prediction is a single value (any one matches)
+    and is compared as a set when the prediction is a list; a gold object matches when each of
+    its keys matches (keys it leaves out are not scored); strings match after normalisation
+    (case, accents, punctuation, spacing, Arabic letter forms) unless `text` is False; numbers
+    by value; booleans and null exactly."""
+    if isinstance(gold, dict):
+        return isinstance(predicted, dict) and all(
+            value_match(predicted.get(k), v, text=text) for k, v in gold.items())
+    if isinstance(gold, list | tuple):
+        if isinstance(predicted, list | tuple):
+            return len(predicted) == len(gold) and match_items(predicted, gold, text=text) == len(gold)
+        return any(value_match(predicted, g, text=text) for g in gold)
+    if isinstance(gold, str):
+        if not isinstance(predicted, str):
+            return False
+        return normalize_name(predicted) == normalize_name(gold) if text else predicted == gold
+    if isinstance(gold, bool) or gold is None:
+        return predicted is gold
+    if isinstance(gold, int | float):
+        return (isinstance(predicted, int | float) and not isinstance(predicted, bool)
+                and float(predicted) == float(gold))
+    return bool(predicted == gold)
+
+
+def match_items(predicted: Sequence[Any], gold: Sequence[Any], *, text: bool = True) -> int:
+    """True positives of a list answer: gold members matched by distinct predicted elements
+    (greedy, in gold order; a gold member may list alternatives, see value_match)."""
+    used: set[int] = set()
+    tp = 0
+    for member in gold:
+        for i, element in enumerate(predicted):
+            if i not in used and value_match(element, member, text=text):
+                used.add(i)
+                tp += 1
+                break
+    return tp
+
+
+def _distinct(values: Any) -> list[Any]:
+    if not isinstance(values, list | tuple):
+        return []
+    seen: dict[str, Any] = {}
+    for v in values:  # the same element twice (after normalisation) is one answer
+        key = normalize_name(v) if isinstance(v, str) else json.dumps(
+            v, sort_keys=True, ensure_ascii=False, default=str)
+        seen.setdefault(key, v)
+    return list(seen.values())
+
+
 def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
                 predictions: Mapping[str, Mapping[str, Any] | None]) -> FieldScore:
-    score = FieldScore(spec.gold_field, "set" if spec.kind == "set" else "exact")
+    score = FieldScore(spec.gold_field, "set" if spec.is_set else "exact")
     for doc in docs:
         gold = doc.gold.get(spec.gold_field, doc.uncovered.get(spec.gold_field))
-        if gold is None or gold == []:
+        # A user's gold states null or [] on purpose ("the text says none"): scored. The
+        # built-in sets are incomplete annotations: there, no value means not annotated.
+        stated = spec.kind in _TYPED_KINDS and spec.gold_field in doc.gold
+        if (gold is None or gold == []) and not stated:
             continue
         answer = predictions.get(doc.doc_id) or {}
         predicted = answer.get(spec.task_field)
@@ -177,8 +243,8 @@ def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
         if spec.kind == "set":
             names = list(dict.fromkeys(_answer_names(predicted)))
             score.n_pred += len(names)
-            score.n_gold += len(gold)
-            score.tp += match_sets(names, gold)
+            score.n_gold += len(gold or [])
+            score.tp += match_sets(names, gold or [])
         elif spec.kind == "name":
             score.correct += _name_hit(predicted, gold)
         elif spec.kind == "year":
@@ -187,6 +253,16 @@ def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
             score.correct += any(predicted == g for g in _candidates(gold))
         elif spec.kind == "kunya":
             score.correct += _kunya_hit(predicted, gold)
+        elif spec.kind == "items":
+            elements = _distinct(predicted)
+            members = gold if isinstance(gold, list) else [gold]
+            score.n_pred += len(elements)
+            score.n_gold += len(members)
+            score.tp += match_items(elements, members)
+        elif spec.kind in ("exact", "text", "object"):
+            score.correct += value_match(predicted, gold, text=spec.kind != "exact")
+        else:
+            raise ValueError(f"unknown scoring kind {spec.kind!r} for field {spec.gold_field}")
     return score
 
 

@@ -246,7 +246,7 @@ def build_task_assets(
         step (the corpus's extractions are stored whatever the check finds)."""
         client = llm.get_client()
         run = GoldRun(store, client, client.backend, llm.model, version, context.run.run_id,
-                      engine_settings, retry_limit, context.log)
+                      engine_settings, retry_limit, context.log, corpus=context.partition_key)
         try:
             return await evaluate_gold_sample(task, Settings.from_env(), run)
         except Exception as exc:  # any error becomes the check result
