@@ -2,6 +2,11 @@
 
 format=schema constrains the answer; num_ctx is the served context (max_model_len) and
 num_predict the call's output budget. done_reason "length" maps to finish_reason "length".
+
+Ollama does not refuse a prompt longer than its context: it drops the older messages (the system
+message too), keeps the last num_ctx tokens, and answers 200. `prompt_cut` compares the prompt
+Ollama reports it evaluated with what the request must at least hold; a cut prompt is a
+`ContextLengthError` (the engine splits the pack, or fails a lone document as too long).
 """
 
 from __future__ import annotations
@@ -20,6 +25,31 @@ from resources.backends.base import (
     Retryable,
     looks_like_context_overflow,
 )
+
+
+# No chat model's tokenizer averages more UTF-8 bytes per token than this over a whole prompt, so
+# bytes / this is a floor on the tokens an intact prompt costs (the template adds more).
+MAX_BYTES_PER_TOKEN = 8
+
+
+def prompt_cut(messages: list[dict[str, str]], prompt_eval_count: int, num_predict: int,
+               num_ctx: int) -> str | None:
+    """Why Ollama's count shows the prompt was not kept whole, or None.
+
+    The engine plans each call so that its prompt and answer budget fit the context; a prompt
+    that leaves less than the budget was cut (Ollama keeps at most num_ctx tokens, or drops the
+    system message and keeps the rest), or would be shifted out of the context while the answer
+    is written. A count below the request's floor means a large front part was dropped.
+    """
+    if prompt_eval_count + num_predict > num_ctx:
+        return (f"Ollama evaluated {prompt_eval_count} prompt tokens, which leaves less than the "
+                f"answer's {num_predict} in its context of {num_ctx}: the prompt was cut or "
+                "would be")
+    floor = sum(len(m["content"].encode("utf-8")) for m in messages) // MAX_BYTES_PER_TOKEN
+    if prompt_eval_count < floor:
+        return (f"Ollama evaluated {prompt_eval_count} prompt tokens where the request holds at "
+                f"least {floor}: it dropped the front of a prompt longer than its context")
+    return None
 
 
 def native_host(base_url: str) -> str:
@@ -78,6 +108,9 @@ class OllamaClient(ReplicatedClient):
             raise RequestRejectedError(base_url, status, message) from None
         except ValueError as exc:  # a body that is not JSON / not a chat response
             raise Retryable(f"malformed response: {type(exc).__name__}") from None
+        cut = prompt_cut(messages, response.prompt_eval_count or 0, max_tokens, self.max_model_len)
+        if cut is not None:
+            raise ContextLengthError(base_url, cut)
         done_reason = response.done_reason
         return Completion(
             text=(response.message.content if response.message else "") or "",

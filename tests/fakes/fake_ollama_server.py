@@ -2,12 +2,19 @@
 GET /api/tags. No Ollama is installed here; this lets the Ollama backend be tested through
 the official `ollama.AsyncClient`. It records each request body and answers from the request's
 `format` schema (values carry the document id), or with a scripted reply.
+
+It models Ollama's silent truncation of a prompt longer than `options.num_ctx` (a 200 answer,
+made without what was dropped): the older messages, the system message included, are dropped
+while the last message alone fits (Ollama's chatPrompt), and a prompt still too long keeps its
+last num_ctx tokens (the runner). `prompt_eval_count` reports what was kept. Tokens here are a
+stand-in count: 4 template tokens per message plus one per 4 UTF-8 bytes of its content.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +25,22 @@ from aiohttp import web
 from .schema_answers import answer_for
 
 Reply = tuple[int, dict[str, Any]]  # (HTTP status, JSON body)
+
+TEMPLATE_TOKENS = 4  # per message: role markers of the chat template
+DEFAULT_NUM_CTX = 2048  # Ollama's default when a request sets no num_ctx
+
+
+def message_tokens(message: dict[str, Any]) -> int:
+    return TEMPLATE_TOKENS + math.ceil(len(str(message.get("content", "")).encode("utf-8")) / 4)
+
+
+def evaluated_prompt(messages: list[dict[str, Any]], num_ctx: int) -> tuple[int, list[str]]:
+    """(prompt tokens Ollama evaluates, roles of the messages it kept) for a context of num_ctx."""
+    kept = list(messages)
+    # The last message is always kept; older ones (the system message too) go while it does not fit.
+    while len(kept) > 1 and sum(message_tokens(m) for m in kept) > num_ctx:
+        kept.pop(0)
+    return min(num_ctx, sum(message_tokens(m) for m in kept)), [m.get("role", "") for m in kept]
 
 
 def chat_body(content: str, done_reason: str = "stop", prompt_eval_count: int = 120,
@@ -35,6 +58,7 @@ def chat_body(content: str, done_reason: str = "stop", prompt_eval_count: int = 
 class FakeOllamaServer:
     script: list[Callable[[dict[str, Any]], Reply] | None] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    cut: list[bool] = field(default_factory=list)  # per request: did the fake truncate its prompt
     host: str = ""  # e.g. http://127.0.0.1:PORT (no /v1: Ollama's native API)
 
     def __post_init__(self) -> None:
@@ -46,13 +70,19 @@ class FakeOllamaServer:
         body = await request.json()
         index = len(self.requests)
         self.requests.append(body)
+        messages = body.get("messages") or []
+        num_ctx = int((body.get("options") or {}).get("num_ctx") or DEFAULT_NUM_CTX)
+        prompt_tokens, kept = evaluated_prompt(messages, num_ctx)
+        self.cut.append(prompt_tokens < sum(message_tokens(m) for m in messages))
         scripted = self.script[index] if index < len(self.script) else None
         if scripted is not None:
             status, payload = scripted(body)
             return web.json_response(payload, status=status)
+        # A cut prompt still gets a fluent, schema-valid answer: nothing in it shows the loss.
         content = json.dumps(answer_for(body["format"])) if isinstance(body.get("format"), dict) \
             else "hello"
-        return web.json_response(chat_body(content, model=body.get("model", "")))
+        return web.json_response(chat_body(content, model=body.get("model", ""),
+                                           prompt_eval_count=prompt_tokens))
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"models": [{"name": "smollm2:135m", "model": "smollm2:135m",

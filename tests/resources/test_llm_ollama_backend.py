@@ -9,9 +9,10 @@ import asyncio
 import json
 
 import pytest
-from fakes.fake_ollama_server import FakeOllamaServer, chat_body
+from fakes.fake_ollama_server import FakeOllamaServer, chat_body, message_tokens
 
 from extraction_assets.engine import EngineSettings, extract, pack_schema, parse_answer
+from extraction_assets.engine.runner import TOO_LONG
 from extraction_assets.tasks import get_task
 from extraction_assets.types import Document
 from resources.llm import ContextLengthError, LLMResource, TransportError
@@ -43,7 +44,7 @@ def test_request_carries_schema_and_options_and_answer_is_parsed() -> None:
     assert sent["options"]["temperature"] == 0
     assert sent["options"]["num_ctx"] == 4096 and sent["options"]["num_predict"] == 321
     assert sent["options"]["seed"] == 0
-    assert completion.prompt_tokens == 120 and completion.completion_tokens == 30
+    assert completion.prompt_tokens == 5 and completion.completion_tokens == 30  # 4 + 'hi'
     assert completion.finish_reason == "stop" and completion.base_url.startswith(server.host)
     parsed = parse_answer(completion.text, ["a", "b"], BIO.item_model)
     assert parsed.ok["b"]["name"] == "name-of-b"
@@ -109,3 +110,80 @@ def test_engine_runs_on_ollama() -> None:
         summary = asyncio.run(go())
     assert summary.items_ok == 5 and len(server.requests) == 2
     assert all(r.fields["name"] == f"name-of-{r.doc_id}" for r in results)
+
+
+# -- a prompt Ollama cut (issue 12 defect 4) ---------------------------------------------------
+# The engine plans for 8192 tokens while the server holds fewer (Ollama lowers num_ctx to a
+# model's trained context without a word; an estimate can be wrong), so it sends prompts the
+# served context cannot hold.
+def run_engine(docs: list[Document], num_ctx: int, items_per_call: int):
+    results = []
+
+    async def collect(outcome):
+        results.extend(outcome.results)
+
+    settings = EngineSettings(items_per_call=items_per_call, max_concurrency=2,
+                              max_model_len=8192)
+    with FakeOllamaServer() as server:
+        client = LLMResource(backend="ollama", base_url=server.host, model="smollm2:135m",
+                             max_model_len=num_ctx).get_client()
+
+        async def go():
+            try:
+                return await extract(BIO, docs, client, settings, collect)
+            finally:
+                await client.aclose()
+
+        summary = asyncio.run(go())
+    return summary, {r.doc_id: r for r in results}, server
+
+
+def ids_of(request: dict) -> list[str]:
+    return list(request["format"]["properties"])
+
+
+def test_a_pack_ollama_cut_is_split_and_no_answer_comes_from_a_cut_prompt() -> None:
+    docs = [Document.make("c", f"d{i}", f"Ahmad ibn Omar number {i} died. " * 50)
+            for i in range(8)]  # ~1.6 kB each: two fit 2048 tokens with the system message, four do not
+    summary, results, server = run_engine(docs, num_ctx=2048, items_per_call=4)
+    assert any(server.cut), "control: the fake did cut a prompt"
+    intact = {i for req, cut in zip(server.requests, server.cut, strict=True) if not cut
+              for i in ids_of(req)}
+    assert summary.items_ok == 8, {d: r.error for d, r in results.items()}
+    assert {d for d, r in results.items() if r.status == "ok"} <= intact
+    assert all(r.fields["name"] == f"name-of-{d}" for d, r in results.items())
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("Layla bint Yusuf was a scholar. " * 75, "the system message dropped, the document kept"),
+        ("Layla bint Yusuf was a scholar. " * 250, "the front of the document cut too"),
+    ],
+)
+def test_a_document_ollama_cut_alone_fails_as_too_long(text: str, what: str) -> None:
+    summary, results, server = run_engine([Document.make("c", "long", text)], num_ctx=1200,
+                                          items_per_call=1)
+    assert server.cut == [True] * len(server.requests) and server.requests, what
+    assert summary.items_ok == 0
+    assert results["long"].status == "failed" and results["long"].error == TOO_LONG, what
+
+
+def test_an_intact_prompt_near_the_context_is_kept() -> None:
+    """No false alarm: a prompt that fits is kept even when it fills most of the context."""
+    doc = Document.make("c", "fits", "Yusuf ibn Khalid taught in Basra. " * 30)
+    with FakeOllamaServer() as server:
+        client = resource(server.host).get_client()
+        messages = [{"role": "system", "content": "x" * 3400},
+                    {"role": "user", "content": doc.text}]
+        need = sum(message_tokens(m) for m in messages)
+        client.max_model_len = need + 40  # type: ignore[attr-defined]
+
+        async def go():
+            try:
+                return await client.complete(messages, pack_schema(BIO, ["fits"]), "b", 30)
+            finally:
+                await client.aclose()
+
+        completion = asyncio.run(go())
+    assert server.cut == [False] and completion.prompt_tokens == need
