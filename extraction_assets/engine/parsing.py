@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -148,7 +149,9 @@ def parse_answer(
     try:
         return _parse(raw, pack_ids, item_model)
     except Exception as exc:  # defensive: a parser bug must not lose the whole run
-        out = ParsedAnswer(problem=f"parser error: {type(exc).__name__}")
+        # The traceback goes into the stored error so that the bug can be found from the store.
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        out = ParsedAnswer(problem=f"parser error: {type(exc).__name__}: {exc}\n{trace}")
         out.errors = {i: out.problem for i in pack_ids}
         return out
 

@@ -1,5 +1,6 @@
-"""Why: parse_answer is the only gate between a model's text and the store. It must never raise,
-never attribute an answer to a document it was not keyed under, never trust a duplicated id,
+"""Why: parse_answer is the only gate between a model's text and the store. Its parser must never
+raise (parse_answer turns a crash into per-id errors, so the property runs `_parse` itself, where a
+crash fails the test), never attribute an answer to a document it was not keyed under, never trust a duplicated id,
 and keep what can safely be kept from truncated or sloppy answers."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from extraction_assets.engine import parse_answer
+from extraction_assets.engine.parsing import _parse
 from extraction_assets.tasks import get_task
 
 
@@ -93,6 +95,21 @@ def test_real_task_item_validates_and_rejects_wrong_enum() -> None:
     assert "d1" in parse_answer(json.dumps({"d1": bad}), ["d1"], bio.item_model).errors
 
 
+def test_a_parser_crash_becomes_per_id_errors_with_its_traceback(monkeypatch) -> None:
+    from extraction_assets.engine import parsing
+
+    def broken(raw: str | None, pack_ids: list[str], item_model: type[BaseModel]) -> None:
+        raise KeyError("the-missing-key")
+
+    monkeypatch.setattr(parsing, "_parse", broken)
+    out = parse_answer("{}", IDS, Item)
+    assert not out.ok and set(out.errors) == set(IDS)
+    assert out.problem is not None and out.problem.startswith("parser error: KeyError")
+    # the traceback names the failing function and the message, so the bug can be found
+    assert "Traceback" in out.problem and "in broken" in out.problem
+    assert "the-missing-key" in out.problem and out.errors["a"] == out.problem
+
+
 # -- property: never raises, never misattributes ---------------------------------------------------
 ID = st.sampled_from(["a", "b", "c", "d", "a b", "ب", ""])
 JSON_LEAF = st.none() | st.booleans() | st.integers(-5, 3000) | st.text(max_size=8)
@@ -133,7 +150,9 @@ def answers(draw: st.DrawFn) -> str:
 @settings(max_examples=400, deadline=None)
 @given(raw=answers(), pack=st.lists(ID, min_size=1, max_size=4, unique=True))
 def test_property_never_raises_never_misattributes(raw: str, pack: list[str]) -> None:
-    out = parse_answer(raw, pack, Item)
+    # `_parse`, not parse_answer: the wrapper would turn a parser crash into per-id errors, which
+    # satisfy every assertion below.
+    out = _parse(raw, pack, Item)
     assert set(out.ok) | set(out.errors) == set(pack)
     assert not set(out.ok) & set(out.errors)
     for doc_id, fields in out.ok.items():

@@ -39,7 +39,9 @@ def test_harness_end_to_end(vllm_url: str, vllm_model: str, tmp_path: Path) -> N
     assert "| 3 |" in files["md"].read_text(encoding="utf-8")
 
 
-def test_results_say_whether_suspicious_items_were_isolated(tmp_path: Path) -> None:
+def test_results_say_whether_suspicious_items_were_isolated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A contamination rate means something else with and without the engine's re-run alone:
     the files say which, and the two runs never overwrite each other."""
     from extraction_assets.evaluation.__main__ import main
@@ -53,8 +55,11 @@ def test_results_say_whether_suspicious_items_were_isolated(tmp_path: Path) -> N
     assert on["json"] != off["json"] and off["json"].name == "sample-m-no-isolation.json"
     assert "alone off" in markdown({**base, "isolate_suspicious": False})
     assert "alone on" in markdown({**base, "isolate_suspicious": True})
-    with pytest.raises(SystemExit):
+    # the command line takes the switch: --help exits 0 and lists it (an unknown option would
+    # exit 2 without --help; with it, argparse exits before complaining, so check both)
+    with pytest.raises(SystemExit) as exited:
         main(["--no-isolate", "--help"])
+    assert exited.value.code == 0 and "--no-isolate" in capsys.readouterr().out
 
 
 def test_rescore_recomputes_scores_from_saved_predictions(tmp_path: Path) -> None:

@@ -101,6 +101,34 @@ def test_store_current_fields_only_ok_answers_for_current_text_and_version(tmp_p
     }
 
 
+def test_gold_check_passes_exactly_at_the_threshold(tmp_path: Path) -> None:
+    """Mean score 0 (every gold document answered with nothing right): threshold 0 passes, the
+    least threshold above it fails. The answers are in the store, so nothing is extracted."""
+    store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
+    corpus = gold_corpus("sample")
+    docs = [Document.make(corpus, d.doc_id, d.text, d.source) for d in load_sample_gold()]
+    store.sync_documents(corpus, docs, "r0")
+    record = CallRecord("c1", "u", len(docs), 1, 0, 0, 0.0, "stop", len(docs), 0, None, 0.0)
+    store.record_outcome(
+        run_id="r0", corpus=corpus, task="biography", task_version="v1", backend="vllm",
+        model="m", outcome=CallOutcome(record, [ItemResult(d.doc_id, d.content_hash, "ok", {})
+                                                for d in docs]),
+    )
+
+    def check(threshold: float) -> tuple[bool, float]:
+        settings = replace(Settings.from_env(), gold_sample=(("sample", None),),
+                           gold_threshold=threshold)
+        # No client: nothing is pending, so nothing is extracted.
+        run = GoldRun(store, None, "vllm", "m", "v1", "run", None, 1,  # type: ignore[arg-type]
+                      logging.getLogger("test"))
+        result = asyncio.run(evaluate_gold_sample(get_task("biography"), settings, run))
+        assert result.metadata["extracted_this_run"].value == 0
+        return result.passed, result.metadata["mean_score"].value
+
+    assert check(0.0) == (True, 0.0)
+    assert check(1e-9) == (False, 0.0)
+
+
 # Failed gold documents are retried by later runs up to retry_limit, like any corpus's: with 1,
 # the second run has nothing to extract whatever the tiny model got wrong.
 CFG = {"ops": {"biography_extractions": {"config": {"retry_limit": 1, "items_per_call": 5,
@@ -134,7 +162,7 @@ def test_gold_check_scores_once_and_follows_the_threshold(
         scores = {k: v for k, v in meta.items() if k.startswith("score/sample/")}
         assert "score/sample/name" in scores and all(0 <= v <= 1 for v in scores.values())
         assert "| gold | language |" in meta["scores"]
-        assert ev.passed is (meta["mean_score"] >= 0)  # always True: consistent with threshold 0
+        assert ev.passed is True  # threshold 0: any mean passes (the boundary: test below)
         gold_rows = p.query(
             "SELECT count(*) FROM extractions WHERE corpus = ?", [gold_corpus("sample")]
         )[0][0]

@@ -218,19 +218,32 @@ def short_docs(n: int, prefix: str = "doc") -> list[dict]:
 
 
 # --- reading the store -----------------------------------------------------------------------
-def query(db: Path, sql: str, params: list | None = None, timeout_s: float = 30) -> list[tuple]:
-    """Rows from a read-only connection, retrying while a writer holds the file."""
-    deadline = time.monotonic() + timeout_s
+def query(db: Path, sql: str, params: list | None = None, timeout_s: float = 30,
+          schema_wait_s: float = 2) -> list[tuple]:
+    """Rows from a read-only connection, retrying while a writer holds the file.
+
+    A missing table is retried for `schema_wait_s` (the CLI may be creating the schema right
+    now), then raised: read as "no rows" it would let a renamed table pass every count of zero.
+    """
+    started = time.monotonic()
     while True:
         try:
             with duckdb.connect(str(db), read_only=True) as con:
                 return con.execute(sql, params or []).fetchall()
         except duckdb.IOException:
-            if time.monotonic() > deadline:
+            if time.monotonic() - started > timeout_s:
                 raise
-            time.sleep(0.05)
         except duckdb.CatalogException:
-            return []  # the schema is not there yet
+            if time.monotonic() - started > schema_wait_s:
+                raise
+        time.sleep(0.05)
+
+
+def store_tables(db: Path) -> set[str]:
+    """The store's table names; empty while the file or its schema does not exist yet."""
+    if not db.exists():
+        return set()
+    return {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
 
 
 @dataclass
@@ -246,21 +259,19 @@ class StoreSnapshot:
 
 
 def snapshot(db: Path, corpus: str) -> StoreSnapshot:
-    if not db.exists():
+    """The corpus's rows and counts; empty before the store has any table, an error when one of
+    the tables read here is missing from a store that has others."""
+    if not store_tables(db):
         return StoreSnapshot({}, 0, 0, 0)
     rows = query(db, "SELECT doc_id, status, fields, task_version, extracted_at, content_hash "
                      "FROM extractions WHERE corpus = ?", [corpus])
-    calls = query(db, "SELECT count(*) FROM calls WHERE corpus = ?", [corpus])
+    ((calls,),) = query(db, "SELECT count(*) FROM calls WHERE corpus = ?", [corpus])
     # An ok row replaced = finished work done again (failed rows are legitimately retried).
-    history = query(db, "SELECT count(*) FROM extraction_history WHERE corpus = ? "
-                        "AND status = 'ok'", [corpus])
+    ((history,),) = query(db, "SELECT count(*) FROM extraction_history WHERE corpus = ? "
+                              "AND status = 'ok'", [corpus])
     ids = [r[0] for r in rows]
-    return StoreSnapshot(
-        {r[0]: tuple(r[1:]) for r in rows},
-        calls[0][0] if calls else 0,
-        history[0][0] if history else 0,
-        len(ids) - len(set(ids)),
-    )
+    return StoreSnapshot({r[0]: tuple(r[1:]) for r in rows}, calls, history,
+                         len(ids) - len(set(ids)))
 
 
 def wait_for(predicate, timeout_s: float, proc: subprocess.Popen | None = None,  # type: ignore[no-untyped-def]

@@ -27,7 +27,8 @@ from tests.reliability.harness import (
 @dataclass
 class KillFigure:
     kill: int
-    after_s: float  # seconds after the run's first LLM request
+    after_s: float  # seconds after the run's first LLM request, or after its first stored call
+    after_stored_call: bool  # the kill waited until the run had stored a call
     stored_before: int
     stored_after: int
     server_completed_calls: int  # calls the server answered during this run
@@ -77,12 +78,16 @@ def kill_loop(
     max_concurrency: int,
     kill_after_s: tuple[float, float],
     wait_stored_call: bool = False,
+    late_kill_after_s: tuple[float, float] | None = None,
     start_timeout_s: float = 120,
     seed: int = 0,
 ) -> KillLoopResult:
     """`kills` runs each SIGKILLed at a random moment after its first LLM request, then one run to
     the end. `wait_stored_call`: kill only after the run stored a call (slow servers: makes each
-    kill interrupt real progress)."""
+    kill interrupt real progress). `late_kill_after_s`: every other kill (the odd ones) waits for
+    a stored call and then this long, the even ones `kill_after_s` after the first request, so
+    the loop covers both early kills and kills in the middle of stored progress by design, not
+    by chance."""
     rng = random.Random(seed)
     result = KillLoopResult(documents=n_docs)
     log = project.workdir / "cli.log"
@@ -95,12 +100,13 @@ def kill_loop(
         proc = project.popen(corpus, log=log, items_per_call=items_per_call,
                              max_concurrency=max_concurrency)
         started = wait_for(lambda m=mark: proxy.mark() > m, start_timeout_s, proc)
-        if wait_stored_call:
+        late = wait_stored_call or (late_kill_after_s is not None and k % 2 == 1)
+        if late:
             started = started and wait_for(
                 lambda b=before.calls: snapshot(project.db, corpus).calls > b,
-                start_timeout_s, proc, interval_s=0.3)
+                start_timeout_s, proc, interval_s=0.1 if late_kill_after_s else 0.3)
         t_first = time.monotonic()
-        delay = rng.uniform(*kill_after_s)
+        delay = rng.uniform(*(late_kill_after_s if late and late_kill_after_s else kill_after_s))
         while time.monotonic() - t_first < delay and proc.poll() is None:
             time.sleep(0.01)
         if proc.poll() is not None:
@@ -122,7 +128,8 @@ def kill_loop(
         stored_calls = after.calls - before.calls
         lost_items = answered - set(after.rows)
         result.kills.append(KillFigure(
-            kill=k, after_s=round(delay, 2), stored_before=len(before.rows),
+            kill=k, after_s=round(delay, 2), after_stored_call=late,
+            stored_before=len(before.rows),
             stored_after=len(after.rows), server_completed_calls=len(completed),
             stored_calls=stored_calls, lost_calls=len(completed) - stored_calls,
             lost_items=len(lost_items),
