@@ -124,7 +124,9 @@ def run_size(n: int) -> dict:
         out["initial sync s"] = timings["initial sync"]
         with store.connect() as con:  # every document extracted once, as after a full run
             con.execute(
-                "INSERT INTO extractions SELECT corpus, ?, doc_id, content_hash, ?, 'vllm', 'm', 'ok', "
+                "INSERT INTO extractions (corpus, task, doc_id, content_hash, task_version, backend, model, "
+                "status, fields, error, raw_answer, attempts, prompt_tokens, completion_tokens, "
+                "latency_s, extracted_at, run_id) SELECT corpus, ?, doc_id, content_hash, ?, 'vllm', 'm', 'ok', "
                 '\'{"name": "x", "death_year": 240}\', NULL, NULL, 1, 100, 20, 0.1, now()::TIMESTAMP, \'r0\' '
                 "FROM documents WHERE corpus = ?",
                 [TASK, VERSION, CORPUS],

@@ -47,11 +47,13 @@ class ItemResult:
     fields: dict[str, Any] | None = None
     error: str | None = None
     raw_answer: str | None = None
-    attempts: int = 1
+    attempts: int = 1  # calls this document was in during the run
     # The item's share of the call that produced its final answer.
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    # Failed as too long for a context of this many tokens: final until the context grows.
+    context_limit: int | None = None
 
 
 @dataclass(slots=True)

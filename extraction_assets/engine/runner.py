@@ -116,13 +116,17 @@ class _Run:
         await asyncio.shield(future)
 
     async def fail_without_call(self, docs: list[Document], reason: str) -> None:
+        """Fail documents too long for the context, recorded under a call that was never made;
+        they carry the context size they were judged against (final until it grows)."""
         record = CallRecord(
             call_id=f"nocall-{uuid.uuid4().hex[:12]}", base_url="", pack_size=len(docs),
             attempt=0, prompt_tokens=0, completion_tokens=0, latency_s=0.0, finish_reason=None,
             ok_items=0, failed_items=len(docs), error=reason, started_at=time.time(),
         )
         results = [
-            ItemResult(d.doc_id, d.content_hash, "failed", error=reason, attempts=0) for d in docs
+            ItemResult(d.doc_id, d.content_hash, "failed", error=reason, attempts=0,
+                       context_limit=self.settings.max_model_len)
+            for d in docs
         ]
         await self.hand(record, results)
 
@@ -181,7 +185,7 @@ class _Run:
             doc = pack.docs[0]
             await self.hand(record, [ItemResult(
                 doc.doc_id, doc.content_hash, "failed", error=TOO_LONG,
-                attempts=self.attempts[doc.doc_id],
+                attempts=self.attempts[doc.doc_id], context_limit=self.settings.max_model_len,
             )])
             return
         self.log.info("pack of %d exceeds the server's context; splitting in halves", len(pack))

@@ -28,13 +28,19 @@ from resources.store import CallContext, DuckDBStore
 
 
 class ExtractionConfig(dg.Config):
-    """Run-time knobs of the extraction step (editable in the launchpad)."""
+    """Run-time knobs of the extraction step (editable in the launchpad).
+
+    ``retry_limit``: how many runs may end a document failed for its current text and task
+    version before later runs leave it alone. A run counts once whatever the pack size (within
+    a run the engine retries a failing document in halves down to alone). A document too long
+    for the context is given up until the served context grows, whatever ``retry_limit``.
+    """
 
     # A positive integer, or "auto": a short probe at the start of the run measures which pack
     # size and requests in flight give the most valid items/min on this server for this task.
     items_per_call: Any = 20
     max_concurrency: Any = 10
-    retry_limit: int = 3  # failed documents are retried by later runs up to this many attempts
+    retry_limit: int = 3  # failed runs before a document is given up (see the docstring)
     progress_interval_s: float = 5.0
     max_failed_share: float = 0.2  # the validity check warns above this share of failed documents
     # Re-run alone an item whose pack answer borrows from a pack-mate or whose text looks like a
@@ -152,7 +158,8 @@ def build_task_assets(
         if recovered:
             context.log.info(f"merged {recovered} calls left in the journal of an interrupted run")
         pending = await asyncio.to_thread(
-            store.pending_documents, corpus, task.name, version, config.retry_limit
+            store.pending_documents, corpus, task.name, version, config.retry_limit,
+            llm.max_model_len,
         )
         context.log.info(
             f"corpus {corpus!r}, task {task.name} (version {version}, {client.backend}:{llm.model}): "
@@ -190,7 +197,9 @@ def build_task_assets(
         finally:
             await client.aclose()
 
-        stats = await asyncio.to_thread(store.table_stats, corpus, task.name, version)
+        stats = await asyncio.to_thread(
+            store.table_stats, corpus, task.name, version, config.retry_limit, llm.max_model_len
+        )
         changes = await asyncio.to_thread(store.change_report, run_id, corpus)
         check_results = await asyncio.to_thread(
             evaluate_checks,

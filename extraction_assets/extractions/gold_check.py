@@ -81,7 +81,8 @@ async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: 
         await asyncio.to_thread(run.store.recover_journals)
         await asyncio.to_thread(run.store.sync_documents, corpus, documents, run.run_id)
         pending = await asyncio.to_thread(
-            run.store.pending_documents, corpus, task.name, run.task_version, run.retry_limit
+            run.store.pending_documents, corpus, task.name, run.task_version, run.retry_limit,
+            run.engine_settings.max_model_len,
         )
         if pending:
             run.log.info(f"gold sample {corpus}: extracting {len(pending)} documents")

@@ -282,12 +282,18 @@ def document_hashes(con: duckdb.DuckDBPyConnection, corpus: str) -> dict[str, st
 
 # --- the pending set -----------------------------------------------------------------------------
 
-PENDING_WHERE = """
+# Final for this text and task version: ok; too long for a context at least as long as the one
+# the caller will use (no context given: final); any other failure in retry_limit runs.
+FINAL = """(e.status = 'ok'
+        OR (e.status = 'failed' AND e.context_limit IS NOT NULL
+            AND e.context_limit >= coalesce($max_model_len, e.context_limit))
+        OR (e.status = 'failed' AND e.context_limit IS NULL AND e.failed_runs >= $retry_limit))"""
+PENDING_WHERE = f"""
     FROM documents d
     LEFT JOIN extractions e ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
     WHERE d.corpus = $corpus AND NOT d.deleted
       AND NOT coalesce(e.content_hash = d.content_hash AND e.task_version = $version
-                       AND (e.status = 'ok' OR e.attempts >= $retry_limit), false)
+                       AND {FINAL}, false)
 """
 MISSING_WHERE = """
     FROM documents d
@@ -298,8 +304,13 @@ MISSING_WHERE = """
 """
 
 
-def pending_params(corpus: str, task: str, task_version: str, retry_limit: int) -> dict[str, Any]:
-    return {"corpus": corpus, "task": task, "version": task_version, "retry_limit": retry_limit}
+def pending_params(
+    corpus: str, task: str, task_version: str, retry_limit: int, max_model_len: int | None
+) -> dict[str, Any]:
+    return {
+        "corpus": corpus, "task": task, "version": task_version, "retry_limit": retry_limit,
+        "max_model_len": max_model_len,
+    }  # fmt: skip
 
 
 def pending_page(

@@ -160,10 +160,29 @@ def record_calls(
     _store_results(con, segment, ctx)
 
 
+def _same_answer(prev: tuple[Any, ...], new: ItemResult, task_version: str) -> bool:
+    """The new result says exactly what the current row says (status, answer, error, raw
+    answer) for the same text and task version: only its counters change."""
+    p_status, p_fields, p_hash, p_version, _, _, p_error, p_raw = prev
+    return (p_status, p_hash, p_version, p_error, p_raw) == (
+        new.status,
+        new.content_hash,
+        task_version,
+        new.error,
+        new.raw_answer,
+    ) and (None if p_fields is None else json.loads(p_fields)) == (
+        None if new.fields is None else json.loads(as_json(new.fields))
+    )
+
+
 def _store_results(
     con: duckdb.DuckDBPyConnection, results: list[ItemResult], ctx: CallContext
 ) -> None:
-    """Item results of distinct documents; a replaced current row moves to history."""
+    """Item results of distinct documents; a replaced current row moves to history.
+
+    A result that repeats the current row (a too-long document judged again, a document failing
+    with the same answer) replaces it in place: no history or change row says nothing changed.
+    """
     if not results:
         return
     now = utcnow()
@@ -173,41 +192,48 @@ def _store_results(
     previous = {
         row[0]: row[1:]
         for row in con.execute(
-            f"SELECT doc_id, status, fields, content_hash, task_version, attempts "
-            f"FROM extractions {where}",
+            "SELECT doc_id, status, fields, content_hash, task_version, attempts, failed_runs, "
+            f"error, raw_answer FROM extractions {where}",
             key,
         ).fetchall()
     }
-    if previous:
+    replaced = [
+        r.doc_id
+        for r in results
+        if r.doc_id in previous and not _same_answer(previous[r.doc_id], r, task_version)
+    ]
+    if replaced:
         con.execute(
-            f"INSERT INTO extraction_history SELECT *, $now, $run_id FROM extractions {where}",
-            {**key, "now": now, "run_id": run_id},
+            f"INSERT INTO extraction_history BY NAME SELECT *, $now AS replaced_at, "
+            f"$run_id AS replaced_by_run_id FROM extractions {where}",
+            {**key, "ids": replaced, "now": now, "run_id": run_id},
         )
+    if previous:
         con.execute(f"DELETE FROM extractions {where}", key)
     rows, changes = [], []
     for r in results:
-        attempts = r.attempts
+        attempts, failed_runs = r.attempts, int(r.status == "failed")
         prev = previous.get(r.doc_id)
         if prev is not None:
-            p_status, p_fields, p_hash, p_version, p_attempts = prev
-            if p_status == "failed" and (p_hash, p_version) == (
-                r.content_hash,
-                task_version,
-            ):
+            p_status, p_fields, p_hash, p_version, p_attempts, p_failed_runs, _, _ = prev
+            if p_status == "failed" and (p_hash, p_version) == (r.content_hash, task_version):
                 attempts += p_attempts
-            for fname, old, new in _field_diffs(p_status, p_fields, r):
-                changes.append(
-                    [run_id, corpus, task, r.doc_id, "re-extracted", fname, old, new, now]
-                )
+                failed_runs += p_failed_runs
+            if r.doc_id in replaced:
+                for fname, old, new in _field_diffs(p_status, p_fields, r):
+                    changes.append(
+                        [run_id, corpus, task, r.doc_id, "re-extracted", fname, old, new, now]
+                    )
         rows.append(
             [
                 corpus, task, r.doc_id, r.content_hash, task_version, ctx.backend, ctx.model,
                 r.status, None if r.fields is None else as_json(r.fields), r.error,
                 r.raw_answer, attempts, r.prompt_tokens, r.completion_tokens,
-                r.latency_s, now, run_id,
+                r.latency_s, now, run_id, failed_runs, r.context_limit,
             ]
         )  # fmt: skip
+    names = ", ".join(EXTRACTION_NAMES)
     marks = ", ".join("?" * len(EXTRACTION_NAMES))
-    con.executemany(f"INSERT INTO extractions VALUES ({marks})", rows)
+    con.executemany(f"INSERT INTO extractions ({names}) VALUES ({marks})", rows)
     if changes:
         con.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)

@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from resources.store._documents import MISSING_WHERE, PENDING_WHERE, pending_params
+from resources.store._documents import FINAL, MISSING_WHERE, PENDING_WHERE, pending_params
 
 
 def _dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -28,11 +28,16 @@ def change_report(
 
 
 def table_stats(
-    con: duckdb.DuckDBPyConnection, corpus: str, task: str, task_version: str, retry_limit: int
+    con: duckdb.DuckDBPyConnection,
+    corpus: str,
+    task: str,
+    task_version: str,
+    retry_limit: int,
+    max_model_len: int | None,
 ) -> dict[str, int | float]:
-    params = pending_params(corpus, task, task_version, retry_limit)
+    params = pending_params(corpus, task, task_version, retry_limit, max_model_len)
     docs = con.execute(
-        """SELECT count(*) FILTER (NOT d.deleted),
+        f"""SELECT count(*) FILTER (NOT d.deleted),
             count(*) FILTER (d.deleted),
             count(*) FILTER (NOT d.deleted AND e.status = 'ok' AND e.content_hash = d.content_hash
                              AND e.task_version = $version),
@@ -43,7 +48,10 @@ def table_stats(
             count(*) FILTER (NOT d.deleted AND e.content_hash <> d.content_hash),
             count(*) FILTER (NOT d.deleted AND e.status = 'failed'
                              AND e.content_hash = d.content_hash AND e.task_version = $version
-                             AND e.attempts >= $retry_limit)
+                             AND {FINAL}),
+            count(*) FILTER (NOT d.deleted AND e.status = 'failed'
+                             AND e.content_hash = d.content_hash AND e.task_version = $version
+                             AND e.context_limit IS NOT NULL)
         FROM documents d LEFT JOIN extractions e
             ON e.corpus = d.corpus AND e.doc_id = d.doc_id AND e.task = $task
         WHERE d.corpus = $corpus""",
@@ -63,6 +71,7 @@ def table_stats(
         "ok": docs[2],
         "failed": docs[3],
         "failed_exhausted": docs[6],
+        "failed_too_long": docs[7],
         "pending": pending[0],
         "ok_at_other_versions": docs[4],
         "stale_text": docs[5],
@@ -76,8 +85,7 @@ def table_stats(
 def coverage(
     con: duckdb.DuckDBPyConnection, corpus: str, task: str, task_version: str, sample: int
 ) -> tuple[int, list[str]]:
-    params = pending_params(corpus, task, task_version, 0)
-    del params["retry_limit"]
+    params = {"corpus": corpus, "task": task, "version": task_version}
     row = con.execute(f"SELECT count(*) {MISSING_WHERE}", params).fetchone()
     ids = con.execute(
         f"SELECT d.doc_id {MISSING_WHERE} ORDER BY d.doc_id LIMIT {int(sample)}", params

@@ -8,6 +8,7 @@ import types
 import typing
 from typing import Any
 
+import duckdb
 from pydantic import BaseModel
 
 EXTRACTION_COLUMNS = (
@@ -17,10 +18,19 @@ EXTRACTION_COLUMNS = (
     "raw_answer VARCHAR, attempts INTEGER NOT NULL, prompt_tokens INTEGER, "
     "completion_tokens INTEGER, latency_s DOUBLE, extracted_at TIMESTAMP NOT NULL, run_id VARCHAR"
 )
+# Columns added since, by ALTER TABLE (so a store made by an older version gets them too, in the
+# same place): failed_runs, the runs that ended the document failed for this text and task
+# version (what retry_limit counts); context_limit, the context size in tokens a failure "too
+# long for the context" was judged against (final until the context grows).
+ADDED_EXTRACTION_COLUMNS = (
+    ("failed_runs", "INTEGER DEFAULT 0",
+     "CASE WHEN status = 'failed' THEN greatest(attempts, 1) ELSE 0 END"),
+    ("context_limit", "INTEGER", "NULL"),
+)  # fmt: skip
 EXTRACTION_NAMES = (
     "corpus", "task", "doc_id", "content_hash", "task_version", "backend", "model", "status",
     "fields", "error", "raw_answer", "attempts", "prompt_tokens", "completion_tokens", "latency_s",
-    "extracted_at", "run_id",
+    "extracted_at", "run_id", *(name for name, _, _ in ADDED_EXTRACTION_COLUMNS),
 )  # fmt: skip
 
 DDL = [
@@ -49,6 +59,25 @@ DDL = [
         corpus VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL, reader VARCHAR NOT NULL,
         synced_at TIMESTAMP NOT NULL, run_id VARCHAR)""",
 ]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Add the columns a store made by an older version lacks, with values the rules keep:
+    an old failed row counts the calls it failed in as runs (what was given up stays so)."""
+    for table in ("extractions", "extraction_history"):
+        have = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
+                "AND schema_name = 'main'",
+                [table],
+            ).fetchall()
+        }
+        for name, kind, backfill in ADDED_EXTRACTION_COLUMNS:
+            if name not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+                con.execute(f"UPDATE {table} SET {name} = {backfill}")
+
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
 _BASE_VIEW_COLUMNS = ("corpus", "doc_id", "task_version", "model", "extracted_at")

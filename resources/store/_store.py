@@ -28,7 +28,7 @@ from resources.store._connection import (
 )
 from resources.store._documents import DocumentSync, pending_params
 from resources.store._outcomes import CallContext
-from resources.store._schema import DDL, task_view_sql
+from resources.store._schema import DDL, migrate, task_view_sql
 from resources.store._writer import GroupCommitWriter
 
 _CONTEXT_FIELDS = ("run_id", "corpus", "task", "task_version", "backend", "model")
@@ -53,9 +53,10 @@ class DuckDBStore(dg.ConfigurableResource):
     identifiers spliced into SQL (typed view names and columns) are validated and quoted.
 
     Pending rule: a current document is pending for (task, task version) unless its *current*
-    extraction row is at the document's content hash and that task version and is either ok
-    or failed ``retry_limit`` times. A result recorded for a text that has since changed is
-    stored anyway (it is provenance) and the document simply stays pending.
+    extraction row is at the document's content hash and that task version and is final: ok,
+    failed in ``retry_limit`` runs, or too long for a context at least as long as the one the
+    caller gives. A result recorded for a text that has since changed is stored anyway (it is
+    provenance) and the document simply stays pending.
     """
 
     path: str
@@ -114,6 +115,7 @@ class DuckDBStore(dg.ConfigurableResource):
         with self._transaction(ensure=False) as con:
             for statement in DDL:
                 con.execute(statement)
+            migrate(con)
         self._schema_ready = True
 
     # --- documents -------------------------------------------------------------------------------
@@ -156,10 +158,19 @@ class DuckDBStore(dg.ConfigurableResource):
     # --- pending set -----------------------------------------------------------------------------
 
     def pending_documents(
-        self, corpus: str, task: str, task_version: str, retry_limit: int = 3
+        self,
+        corpus: str,
+        task: str,
+        task_version: str,
+        retry_limit: int = 3,
+        max_model_len: int | None = None,
     ) -> list[Document]:
-        """Current documents that need (re-)extraction for this task version, by doc_id."""
-        params = pending_params(corpus, task, task_version, retry_limit)
+        """Current documents that need (re-)extraction for this task version, by doc_id.
+
+        A document that failed is retried until it has failed in ``retry_limit`` runs (however
+        many calls each run made); one too long for the context, once the context
+        (``max_model_len``, tokens) is longer than the one it was judged against."""
+        params = pending_params(corpus, task, task_version, retry_limit, max_model_len)
         with self.connect(read_only=True) as con:
             return _documents.pending_page(con, params)
 
@@ -170,10 +181,11 @@ class DuckDBStore(dg.ConfigurableResource):
         task_version: str,
         retry_limit: int = 3,
         chunk_size: int = 10_000,
+        max_model_len: int | None = None,
     ) -> Iterator[list[Document]]:
         """The pending set in doc_id pages; each page is its own short read (keyset paging),
         so no connection stays open while the caller extracts."""
-        params = pending_params(corpus, task, task_version, retry_limit)
+        params = pending_params(corpus, task, task_version, retry_limit, max_model_len)
         after = ""
         while True:
             with self.connect(read_only=True) as con:
@@ -183,8 +195,15 @@ class DuckDBStore(dg.ConfigurableResource):
             yield page
             after = page[-1].doc_id
 
-    def count_pending(self, corpus: str, task: str, task_version: str, retry_limit: int = 3) -> int:
-        params = pending_params(corpus, task, task_version, retry_limit)
+    def count_pending(
+        self,
+        corpus: str,
+        task: str,
+        task_version: str,
+        retry_limit: int = 3,
+        max_model_len: int | None = None,
+    ) -> int:
+        params = pending_params(corpus, task, task_version, retry_limit, max_model_len)
         with self.connect(read_only=True) as con:
             return _documents.count_pending(con, params)
 
@@ -274,11 +293,16 @@ class DuckDBStore(dg.ConfigurableResource):
             return _reports.change_report(con, run_id, corpus)
 
     def table_stats(
-        self, corpus: str, task: str, task_version: str, retry_limit: int = 3
+        self,
+        corpus: str,
+        task: str,
+        task_version: str,
+        retry_limit: int = 3,
+        max_model_len: int | None = None,
     ) -> dict[str, int | float]:
         """Counts for Dagster metadata: documents, ok/failed/pending at this version, tokens."""
         with self.connect(read_only=True) as con:
-            return _reports.table_stats(con, corpus, task, task_version, retry_limit)
+            return _reports.table_stats(con, corpus, task, task_version, retry_limit, max_model_len)
 
     def coverage(
         self, corpus: str, task: str, task_version: str, sample: int = 10

@@ -241,16 +241,18 @@ def test_recording_the_same_call_twice_is_a_no_op(store: DuckDBStore) -> None:
     assert counts == [(1, 2, 0, 0)]
 
 
-def test_failed_attempts_add_up_until_the_retry_limit(store: DuckDBStore) -> None:
+def test_failed_runs_add_up_until_the_retry_limit(store: DuckDBStore) -> None:
+    """retry_limit counts runs that ended the document failed, not the calls it was in."""
     (a,) = docs(a="A")
     store.sync_documents(CORPUS, [a], "r1")
-    record(store, outcome([failed(a, attempts=2)]))
-    assert pending_ids(store, retry_limit=3) == ["a"]
-    assert pending_ids(store, retry_limit=2) == []
+    record(store, outcome([failed(a, attempts=5)]))  # one run, five calls
+    assert pending_ids(store, retry_limit=2) == ["a"]
+    assert pending_ids(store, retry_limit=1) == []
     record(store, outcome([failed(a, attempts=1)]))
-    assert query(store, "SELECT attempts FROM extractions") == [(3,)]
-    assert pending_ids(store, retry_limit=3) == []
-    assert pending_ids(store, retry_limit=4) == ["a"]
+    assert query(store, "SELECT attempts, failed_runs FROM extractions") == [(6, 2)]
+    assert pending_ids(store, retry_limit=2) == []
+    assert pending_ids(store, retry_limit=3) == ["a"]
+    record(store, outcome([failed(a, attempts=1)]))
     stats = store.table_stats(CORPUS, TASK, "v1")
     assert (stats["failed"], stats["failed_exhausted"], stats["pending"]) == (1, 1, 0)
     assert store.coverage(CORPUS, TASK, "v1") == (1, ["a"])  # missing even though not pending
@@ -485,3 +487,24 @@ def test_call_context_is_given_once(store: DuckDBStore) -> None:
         store.record_outcome(outcome=outcome([ok(a)]), context=ctx, run_id="r2")
     with pytest.raises(TypeError):
         store.record_outcomes([outcome([ok(a)])], run_id="r1", corpus=CORPUS)  # incomplete
+
+
+def test_a_store_made_before_failed_runs_keeps_its_decisions(tmp_path: Path) -> None:
+    """Columns added since (failed_runs, context_limit) are added to an older store in place."""
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as con:
+        from resources.store._schema import DDL
+
+        for statement in DDL:  # the tables as an older version created them
+            con.execute(statement)
+        cols = "'c', 'bio', ?, 'h', 'v1', 'vllm', 'm', ?, NULL, 'e', NULL, ?, 0, 0, 0, now(), 'r0'"
+        con.execute(f"INSERT INTO extractions VALUES ({cols})", ["given-up", "failed", 3])
+        con.execute(f"INSERT INTO extractions VALUES ({cols})", ["once", "failed", 1])
+        con.execute(f"INSERT INTO extractions VALUES ({cols})", ["done", "ok", 1])
+        con.execute("INSERT INTO documents SELECT 'c', doc_id, 'x', 'h', '', now(), now(), false "
+                    "FROM extractions")  # fmt: skip
+    store = DuckDBStore(path=str(path))
+    assert [d.doc_id for d in store.pending_documents("c", TASK, "v1", retry_limit=3)] == ["once"]
+    record(store, outcome([failed(Document("c", "once", "x", "h"))]), corpus="c")
+    assert query(store, "SELECT failed_runs FROM extractions WHERE doc_id = 'once'") == [(2,)]
+    assert query(store, "SELECT count(*) FROM extraction_history") == [(1,)]

@@ -22,9 +22,9 @@ import duckdb
 import pytest
 
 from extraction_assets.types import CallOutcome, Document
+from resources.store import DuckDBStore, StoreWriteError
 from resources.store._journal import read_journal
 from resources.store._writer import GroupCommitWriter
-from resources.store import DuckDBStore, StoreWriteError
 from tests.resources.test_store import failed, ok, outcome
 
 RUN = {
