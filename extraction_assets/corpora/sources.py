@@ -1,35 +1,45 @@
-"""Corpora on disk: the source format, its validation and its fingerprint.
+"""Corpora on disk: the source formats, their validation and their fingerprint.
 
-On-disk format
+On-disk layout
 --------------
 - A *source root* folder (env ``EXTRACTION_SOURCE_ROOT``, else the bundled
   ``extraction_assets/sample_data/corpora``). Each sub-folder is one corpus; the folder name
   is the corpus name and the Dagster partition key.
-- A corpus folder holds one or more ``*.jsonl`` files (UTF-8, an optional BOM is tolerated),
-  read in sorted file-name order. Hidden entries (leading ``.``) and ``README.md`` are
-  ignored; any other entry (``.csv``, ``.bin``, a sub-folder, ...) is an error.
-- Each non-blank line is one JSON object with at least ``id`` (string or integer; becomes a
-  string) and ``text`` (a non-empty string). ``lang``, ``title`` and other keys are allowed
-  and ignored here. Blank lines are skipped.
-- Errors raise :class:`CorpusError` naming the corpus, the ``file:line`` (or byte offset for
-  invalid UTF-8) and the document id when known: invalid UTF-8, invalid JSON, a line that is
-  not an object, a missing/empty id, missing or non-string text, empty (whitespace-only)
-  text, duplicated ids (all of them, with their lines), unknown entries, a file larger than
-  the size limit (``max_file_bytes``, default 1 GiB, env ``EXTRACTION_MAX_FILE_BYTES``).
+- A corpus folder holds document files, in any mix, at any depth, read in path order. The
+  extension says how a file is read (``_formats.FORMATS``):
+
+  - ``*.jsonl``: one JSON object per non-blank line (UTF-8, an optional BOM tolerated), with
+    an id (string or integer; becomes a string) and a non-empty text; other keys ignored.
+    Provenance ``file:line``.
+  - ``*.txt``, ``*.md``: one document per file; its id is its path relative to the corpus
+    folder (``notes/2024-01.txt``). Provenance the same path.
+  - ``*.csv`` (header row; delimiter and quoting sniffed; values kept as written) and
+    ``*.parquet``: one document per row, read by DuckDB. Provenance ``file:row N``.
+
+  The id and text are the key/column ``id`` and ``text`` unless the corpus's optional
+  ``corpus.yaml`` says otherwise (``id_key: note_id``, ``text_key: body``). Hidden entries
+  (leading ``.``) and a top-level ``README.md`` are ignored; any other entry is an error.
+  ``corpus.yaml`` is part of the fingerprint: changing a key re-reads the corpus.
+- Errors raise :class:`CorpusError` naming the corpus, the file, the line or row (or byte
+  offset for invalid UTF-8) and the document id when known: invalid UTF-8, JSON or CSV, a
+  record that is not an object, a missing/empty id, missing or non-string text, a missing
+  column, empty (whitespace-only) text, duplicated ids across all files (all of them, with
+  where), unknown entries, a bad ``corpus.yaml``, a file larger than the size limit
+  (``max_file_bytes``, default 1 GiB, env ``EXTRACTION_MAX_FILE_BYTES``).
 - Corpus names must be safe partition keys: 1-100 characters, no path separators, no
   ``..``, no leading dot, no leading/trailing whitespace, no control characters and none of
   ``| , [ ]`` (reserved by Dagster multi-partition keys). Spaces, quotes and non-Latin
   letters are fine: a name is only ever a SQL parameter. Corpus folders and files are
   resolved and must stay under the root (a symlink pointing outside is rejected).
 
-Reading is streaming (line by line); only the ids seen so far are kept, to find duplicates.
+Reading is streaming (line by line, or row batches from DuckDB); only the ids seen so far are
+kept, to find duplicates.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
@@ -39,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extraction_assets.corpora._formats import CONFIG_NAME, FORMATS, CorpusConfig, load_config
 from extraction_assets.types import CorpusFile, CorpusScan, Document
 
 log = logging.getLogger(__name__)
@@ -128,31 +139,48 @@ def corpus_dir(root: Path, corpus: str) -> Path:
 
 
 def corpus_files(root: Path, corpus: str) -> list[Path]:
-    """The ``*.jsonl`` files of a corpus in reading order; unknown entries are errors."""
+    """The document files of a corpus in reading order; unknown entries are errors."""
     with _io_errors(corpus):
-        return _corpus_files(root, corpus)
+        return [path for _, path in _corpus_files(root, corpus)]
 
 
-def _corpus_files(root: Path, corpus: str) -> list[Path]:
+def _walk(folder: Path, prefix: str = "") -> Iterator[tuple[str, Path]]:
+    """Every entry that counts, as (path relative to the corpus folder, path), depth first in
+    name order: hidden entries are skipped everywhere, ``README.md`` at the top. Real
+    sub-folders are walked; anything else (files, symlinks, sockets) is yielded."""
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith(".") or (not prefix and entry.name.lower() in _IGNORED_NAMES):
+            continue
+        rel = prefix + entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            yield from _walk(entry, rel + "/")
+        else:
+            yield rel, entry
+
+
+def _corpus_files(root: Path, corpus: str) -> list[tuple[str, Path]]:
     folder = corpus_dir(root, corpus)
     files = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith(".") or entry.name.lower() in _IGNORED_NAMES:
+    for rel, entry in _walk(folder):
+        if rel == CONFIG_NAME and entry.is_file() and entry.resolve().is_relative_to(folder):
             continue
-        if not entry.name.endswith(".jsonl") or not entry.is_file():
+        if entry.suffix.lower() not in FORMATS or not entry.is_file():
             kind = "folder" if entry.is_dir() else "file type"
             raise CorpusError(
-                f"corpus {corpus!r}: unexpected {kind} {entry.name!r} "
-                "(only *.jsonl files, hidden files and README.md are allowed)",
+                f"corpus {corpus!r}: unexpected {kind} {rel!r} (allowed: "
+                f"{', '.join('*' + e for e in FORMATS)}, {CONFIG_NAME}, README.md and hidden files)",
                 corpus,
             )
-        if entry.resolve().parent != folder:
+        if not entry.resolve().is_relative_to(folder):
             raise CorpusError(
-                f"corpus {corpus!r}: {entry.name!r} resolves outside the corpus folder", corpus
+                f"corpus {corpus!r}: {rel!r} resolves outside the corpus folder", corpus
             )
-        files.append(entry)
+        files.append((rel, entry))
     if not files:
-        raise CorpusError(f"corpus {corpus!r}: no *.jsonl files in {folder}", corpus)
+        raise CorpusError(
+            f"corpus {corpus!r}: no document files ({', '.join('*' + e for e in FORMATS)}) in {folder}",
+            corpus,
+        )
     return files
 
 
@@ -177,11 +205,17 @@ def _io_errors(corpus: str) -> Iterator[None]:
         raise CorpusError(f"corpus {corpus!r}: cannot read: {exc}", corpus) from exc
 
 
+def corpus_config(root: Path, corpus: str) -> CorpusConfig:
+    """The corpus's ``corpus.yaml`` settings (defaults when it has none)."""
+    with _io_errors(corpus):
+        return load_config(corpus_dir(root, corpus), corpus, CorpusError)
+
+
 def iter_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> Iterator[Document]:
     """Stream the documents of a corpus, validating as it goes.
 
-    Structural errors (bad UTF-8, bad JSON, missing fields) raise at once. Duplicated ids
-    and empty texts are collected and raised after the last line, naming all of them; a
+    Structural errors (bad UTF-8, bad JSON or CSV, missing fields) raise at once. Duplicated
+    ids and empty texts are collected and raised after the last file, naming all of them; a
     consumer that writes atomically (``DuckDBStore.sync_documents``) then rolls back.
     """
     with _io_errors(corpus):
@@ -190,17 +224,19 @@ def iter_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> I
 
 def _iter_corpus(root: Path, corpus: str, max_file_bytes: int | None) -> Iterator[Document]:
     limit = _max_bytes(max_file_bytes)
+    config = corpus_config(root, corpus)
     seen: dict[str, str] = {}
     duplicates: dict[str, list[str]] = {}
     empty: list[tuple[str, str]] = []
-    for path in corpus_files(root, corpus):
+    for rel, path in _corpus_files(root, corpus):
         size = path.stat().st_size
         if size > limit:
             raise CorpusError(
-                f"corpus {corpus!r}: {path.name} is {size} bytes, over the {limit}-byte limit",
+                f"corpus {corpus!r}: {rel} is {size} bytes, over the {limit}-byte limit",
                 corpus,
             )
-        for doc in _iter_file(path, corpus):
+        read = FORMATS[path.suffix.lower()]
+        for doc in read(path, rel, corpus, config, CorpusError):
             first = seen.get(doc.doc_id)
             if first is not None:
                 duplicates.setdefault(doc.doc_id, [first]).append(doc.source)
@@ -226,63 +262,6 @@ def _iter_corpus(root: Path, corpus: str, max_file_bytes: int | None) -> Iterato
         )
 
 
-def _iter_file(path: Path, corpus: str) -> Iterator[Document]:
-    offset = 0
-    with path.open("rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{path.name}:{lineno}"
-            start = offset
-            offset += len(raw)
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-                start += 3
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise CorpusError(
-                    f"corpus {corpus!r}: {where}: invalid UTF-8 at byte offset {start + e.start}",
-                    corpus,
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as e:
-                msg = getattr(e, "msg", "too deeply nested")
-                raise CorpusError(
-                    f"corpus {corpus!r}: {where}: invalid JSON: {msg}", corpus
-                ) from None
-            yield _document(obj, corpus, where)
-
-
-def _document(obj: object, corpus: str, where: str) -> Document:
-    if not isinstance(obj, dict):
-        raise CorpusError(f"corpus {corpus!r}: {where}: expected a JSON object", corpus)
-    raw_id = obj.get("id")
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int) or raw_id == "":
-        raise CorpusError(
-            f"corpus {corpus!r}: {where}: missing or invalid 'id' (a non-empty string or integer)",
-            corpus,
-        )
-    doc_id = str(raw_id)
-    text = obj.get("text")
-    if not isinstance(text, str):
-        what = (
-            "missing 'text'" if text is None else f"'text' is {type(text).__name__}, not a string"
-        )
-        raise CorpusError(
-            f"corpus {corpus!r}: {where}: document {doc_id!r}: {what}", corpus, doc_id
-        )
-    try:
-        return Document.make(corpus, doc_id, text, source=where)
-    except UnicodeEncodeError:  # lone surrogates from \ud800 escapes
-        raise CorpusError(
-            f"corpus {corpus!r}: {where}: document {doc_id!r}: text is not valid Unicode",
-            corpus,
-            doc_id,
-        ) from None
-
-
 def read_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> list[Document]:
     """All documents of a corpus (duplicate ids across files are an error)."""
     return list(iter_corpus(root, corpus, max_file_bytes))
@@ -301,18 +280,16 @@ def corpus_fingerprint(root: Path, corpus: str) -> str:
 def _fingerprint(root: Path, corpus: str) -> str:
     folder = corpus_dir(root, corpus)
     digest = hashlib.sha256()
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name.startswith(".") or entry.name.lower() in _IGNORED_NAMES:
+    for rel, entry in _walk(folder):
+        if not entry.is_file() or not entry.resolve().is_relative_to(folder):
+            _fingerprint_entry(digest, rel, None)
             continue
-        if not entry.is_file() or entry.resolve().parent != folder:
-            _fingerprint_entry(digest, entry, None)
-            continue
-        _fingerprint_entry(digest, entry, _scan_file(entry))
+        _fingerprint_entry(digest, rel, _scan_file(entry))
     return digest.hexdigest()
 
 
-def _fingerprint_entry(digest: Any, entry: Path, scanned: _FileScan | None) -> None:
-    digest.update(entry.name.encode("utf-8", "surrogateescape") + b"\0")
+def _fingerprint_entry(digest: Any, rel: str, scanned: _FileScan | None) -> None:
+    digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
     if scanned is None:
         digest.update(b"<not a regular file>\0")
         return
@@ -352,19 +329,29 @@ def _scan_file(path: Path) -> _FileScan:
 
 
 def scan_corpus(root: Path, corpus: str, max_file_bytes: int | None = None) -> CorpusScan:
-    """Validate a corpus folder's entries and sizes and fingerprint it (no JSON parsing)."""
+    """Validate a corpus folder's entries and sizes and fingerprint it (no parsing).
+
+    Only top-level ``*.jsonl`` files with the default keys can be *plain* (the store's DuckDB
+    NDJSON loader reads ``id``/``text`` and names a file by its name); every other file takes
+    the streaming reader.
+    """
     with _io_errors(corpus):
         limit = _max_bytes(max_file_bytes)
+        default_keys = corpus_config(root, corpus).default_keys
         digest = hashlib.sha256()
         files = []
-        for path in _corpus_files(root, corpus):
+        # _corpus_files has checked every entry: each is a document file or corpus.yaml.
+        listed = dict(_corpus_files(root, corpus))
+        for rel, path in _walk(corpus_dir(root, corpus)):
             scanned = _scan_file(path)
-            if scanned.size > limit:
+            if rel in listed and scanned.size > limit:
                 raise CorpusError(
-                    f"corpus {corpus!r}: {path.name} is {scanned.size} bytes, "
+                    f"corpus {corpus!r}: {rel} is {scanned.size} bytes, "
                     f"over the {limit}-byte limit",
                     corpus,
                 )
-            _fingerprint_entry(digest, path, scanned)
-            files.append(CorpusFile(path, scanned.lines, scanned.plain))
+            _fingerprint_entry(digest, rel, scanned)
+            if rel in listed:
+                plain = scanned.plain and default_keys and rel.endswith(".jsonl") and "/" not in rel
+                files.append(CorpusFile(path, scanned.lines, plain))
         return CorpusScan(corpus, tuple(files), digest.hexdigest())

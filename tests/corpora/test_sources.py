@@ -149,20 +149,18 @@ def test_empty_texts_are_all_named(tmp_path: Path) -> None:
     assert info.value.document == "a"
 
 
-@pytest.mark.parametrize("name", ["data.csv", "blob.bin", "sub"])
+@pytest.mark.parametrize("name", ["data.xlsx", "blob.bin", "sub/blob.bin", "sub/README.doc"])
 def test_unknown_entries_are_errors(tmp_path: Path, name: str) -> None:
     good_corpus(tmp_path, "c")
-    if name == "sub":
-        (tmp_path / "c" / name).mkdir()
-    else:
-        (tmp_path / "c" / name).write_text("x")
+    (tmp_path / "c" / name).parent.mkdir(exist_ok=True)
+    (tmp_path / "c" / name).write_text("x")
     with pytest.raises(CorpusError, match=repr(name)):
         read_corpus(tmp_path, "c")
 
 
-def test_no_jsonl_files(tmp_path: Path) -> None:
-    (tmp_path / "c").mkdir()
-    with pytest.raises(CorpusError, match=r"no \*\.jsonl files"):
+def test_no_document_files(tmp_path: Path) -> None:
+    (tmp_path / "c" / "empty-sub-folder").mkdir(parents=True)
+    with pytest.raises(CorpusError, match=r"no document files \(\*\.jsonl, \*\.txt"):
         read_corpus(tmp_path, "c")
 
 
