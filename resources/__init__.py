@@ -1,13 +1,22 @@
-"""Dagster resources: the LLM server and the DuckDB store."""
+"""Dagster resources: the LLM server and the DuckDB store.
 
-from resources.llm import (
-    Completion,
-    ContextLengthError,
-    LLMClient,
-    LLMResource,
-    RequestRejectedError,
-    TransportError,
-)
+Names load on first use, so that the engine can import `resources.backends` without Dagster.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from resources.llm import (
+        Completion,
+        ContextLengthError,
+        LLMClient,
+        LLMResource,
+        RequestRejectedError,
+        TransportError,
+    )
 
 __all__ = [
     "Completion",
@@ -17,3 +26,9 @@ __all__ = [
     "RequestRejectedError",
     "TransportError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("resources.llm"), name)
+    raise AttributeError(f"module 'resources' has no attribute {name!r}")

@@ -4,7 +4,7 @@ corpus_documents -> {task}_extractions -> {task}_table (+ Parquet export)
 """
 
 import asyncio
-from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -12,7 +12,7 @@ from pydantic import field_validator
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
-from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
+from extraction_assets.engine import ServerUnavailableError
 from extraction_assets.extractions.checks import CHECK_NAMES, ChecksConfig, evaluate_checks
 from extraction_assets.extractions.gold_check import (
     GOLD_CHECK,
@@ -21,14 +21,15 @@ from extraction_assets.extractions.gold_check import (
     gold_check_specs,
 )
 from extraction_assets.extractions.metadata import markdown_table, table_schema
+from extraction_assets.extractions.run import CorpusRun, Recipe, extract_corpus
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from resources.llm import LLMResource
-from resources.store import CallContext, DuckDBStore
+from resources.store import DuckDBStore
 
 
 class ExtractionConfig(dg.Config):
-    """Run-time knobs of the extraction step (editable in the launchpad).
+    """Run-time knobs of the extraction step (editable in the launchpad); see `Recipe`.
 
     ``retry_limit``: how many runs may end a document failed for its current text and task
     version before later runs leave it alone. A run counts once whatever the pack size (within
@@ -38,14 +39,14 @@ class ExtractionConfig(dg.Config):
 
     # A positive integer, or "auto": a short probe at the start of the run measures which pack
     # size and requests in flight give the most valid items/min on this server for this task.
-    items_per_call: Any = 20
-    max_concurrency: Any = 10
-    retry_limit: int = 3  # failed runs before a document is given up (see the docstring)
-    progress_interval_s: float = 5.0
+    items_per_call: Any = Recipe.items_per_call
+    max_concurrency: Any = Recipe.max_concurrency
+    retry_limit: int = Recipe.retry_limit
+    progress_interval_s: float = Recipe.progress_interval_s
     max_failed_share: float = 0.2  # the validity check warns above this share of failed documents
     # Re-run alone an item whose pack answer borrows from a pack-mate or whose text looks like a
     # prompt injection (engine/contamination.py); the lone answer is stored.
-    isolate_suspicious: bool = True
+    isolate_suspicious: bool = Recipe.isolate_suspicious
 
     @field_validator("items_per_call", "max_concurrency")
     @classmethod
@@ -56,59 +57,31 @@ class ExtractionConfig(dg.Config):
             return value
         raise ValueError(f'must be a positive integer or "auto", got {value!r}')
 
-
-# Fewer pending documents than this: no probe (it would cost more than it saves).
-AUTO_MIN_DOCUMENTS = 40
-AUTO_PROBE_SAMPLE = 400
-
-
-async def resolve_recipe(
-    config: ExtractionConfig,
-    task: ExtractionTask,
-    pending: list,
-    client: Any,
-    settings: EngineSettings,
-    log: Any,
-) -> tuple[int, int]:
-    """The (items_per_call, max_concurrency) of this run: as configured, or probed for "auto"."""
-    defaults = ExtractionConfig()
-    fixed_n = config.items_per_call if config.items_per_call != "auto" else None
-    fixed_c = config.max_concurrency if config.max_concurrency != "auto" else None
-    if fixed_n is not None and fixed_c is not None:
-        return fixed_n, fixed_c
-    if len(pending) < AUTO_MIN_DOCUMENTS:
-        n, c = fixed_n or defaults.items_per_call, fixed_c or defaults.max_concurrency
-        log.info(
-            f"auto recipe: only {len(pending)} documents pending (< {AUTO_MIN_DOCUMENTS}); "
-            f"no probe, using items_per_call={n}, max_concurrency={c}"
+    def recipe(self) -> Recipe:
+        return Recipe(
+            items_per_call=self.items_per_call,
+            max_concurrency=self.max_concurrency,
+            retry_limit=self.retry_limit,
+            progress_interval_s=self.progress_interval_s,
+            isolate_suspicious=self.isolate_suspicious,
         )
-        return n, c
-    from extraction_assets.engine.autotune import CONCURRENCIES, PACK_SIZES, choose_recipe
-
-    n, c, _ = await choose_recipe(
-        task,
-        pending[:AUTO_PROBE_SAMPLE],
-        client,
-        settings,
-        log,
-        pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
-        concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
-    )
-    log.info(f"auto recipe: items_per_call={n}, max_concurrency={c}")
-    return n, c
 
 
 def build_task_assets(
-    task: ExtractionTask, llm: LLMResource, settings: Settings | None = None
-) -> list[Any]:
-    """The extractions and typed-table assets of one task.
+    task: ExtractionTask,
+    llm: LLMResource,
+    settings: Settings,
+    *,
+    key_prefix: Sequence[str] = (),
+) -> list[dg.AssetsDefinition]:
+    """The extractions and typed-table assets of one task over the corpora of `settings.source_root`.
 
     `code_version` is the task version for the configured model, so a changed prompt, schema or model
     shows up in the UI as a code version change (and the store re-extracts on its own).
     """
-    settings = settings or Settings.from_env()
+    prefix = list(key_prefix)
     code_version = task.version(llm.model, llm.get_client().generation_params())
-    extractions_key = dg.AssetKey(f"{task.name}_extractions")
+    extractions_key = dg.AssetKey([*prefix, f"{task.name}_extractions"])
     gold_specs = gold_check_specs(task, settings, extractions_key)
 
     @dg.asset(
@@ -138,55 +111,18 @@ def build_task_assets(
         store: DuckDBStore,
     ) -> dg.MaterializeResult:
         corpus = context.partition_key
-        # One run per corpus and task at a time, whatever launched it (the run queue only orders
-        # runs it launches): a second run waits, then finds nothing pending.
-        with store.extraction_lock(corpus, task.name, on_wait=context.log.warning):
-            return await _extract_corpus(context, config, llm, store, corpus)
-
-    async def _extract_corpus(
-        context: dg.AssetExecutionContext,
-        config: ExtractionConfig,
-        llm: LLMResource,
-        store: DuckDBStore,
-        corpus: str,
-    ) -> dg.MaterializeResult:
-        run_id = context.run.run_id
         client = llm.get_client()
-        version = task.version(llm.model, client.generation_params())
-        # Calls a killed run had journaled but not merged count as done, not as pending.
-        recovered = await asyncio.to_thread(store.recover_journals)
-        if recovered:
-            context.log.info(f"merged {recovered} calls left in the journal of an interrupted run")
-        pending = await asyncio.to_thread(
-            store.pending_documents, corpus, task.name, version, config.retry_limit,
-            llm.max_model_len,
-        )
-        context.log.info(
-            f"corpus {corpus!r}, task {task.name} (version {version}, {client.backend}:{llm.model}): "
-            f"{len(pending)} documents pending"
-        )
-
-        engine_settings = EngineSettings(
-            max_model_len=llm.max_model_len,
-            progress_interval_s=config.progress_interval_s,
-            isolate_suspicious=config.isolate_suspicious,
-        )
-        items_per_call, max_concurrency = await resolve_recipe(
-            config, task, pending, client, engine_settings, context.log
-        )
-        engine_settings = replace(
-            engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
-        )
-        # Each call is acknowledged once it is in this run's journal (calls finishing together
-        # share one append); the journal is merged into the store every few seconds and at the
-        # end of the block, so the store is not opened once per call.
         try:
-            async with store.outcome_writer(
-                CallContext(run_id, corpus, task.name, version, client.backend, llm.model)
-            ) as writer:
-                summary = await extract(
-                    task, pending, client, engine_settings, writer.write, log=context.log
-                )
+            run = await extract_corpus(
+                store,
+                client,
+                task,
+                corpus,
+                config.recipe(),
+                run_id=context.run.run_id,
+                max_model_len=llm.max_model_len,
+                log=context.log,
+            )
         except ServerUnavailableError as exc:
             raise dg.Failure(
                 description=(
@@ -196,68 +132,34 @@ def build_task_assets(
             ) from exc
         finally:
             await client.aclose()
-
-        stats = await asyncio.to_thread(
-            store.table_stats, corpus, task.name, version, config.retry_limit, llm.max_model_len
-        )
-        changes = await asyncio.to_thread(store.change_report, run_id, corpus)
         check_results = await asyncio.to_thread(
             evaluate_checks,
             store,
-            Settings.from_env(),
+            settings,
             corpus,
             task,
-            version,
+            run.task_version,
             ChecksConfig(max_failed_share=config.max_failed_share),
         )
         if gold_specs:
-            check_results.append(
-                await _gold_check(context, llm, store, version, engine_settings, config.retry_limit)
-            )
-        field_changes = [c for c in changes if c.get("field")]
-        return dg.MaterializeResult(
-            metadata={
-                "task_version": version,
-                "backend": client.backend,
-                "model": llm.model,
-                "dagster/partition_row_count": stats["ok"],
-                "pending_before_run": len(pending),
-                "items_per_call": items_per_call,
-                "max_concurrency": max_concurrency,
-                **{f"run/{k}": v for k, v in summary.as_metadata().items()},
-                **{f"store/{k}": v for k, v in stats.items()},
-                "store/journal_appends": writer.transactions,
-                "store/merges": writer.merges,
-                "changes": dg.MetadataValue.md(
-                    markdown_table(
-                        [c for c in changes if not c.get("field")][:20],
-                        ["doc_id", "change", "task"],
-                    )
-                ),
-                "field_changes": dg.MetadataValue.md(
-                    markdown_table(
-                        field_changes[:20], ["doc_id", "field", "old_value", "new_value"]
-                    )
-                ),
-            },
-            check_results=check_results,
-        )
+            check_results.append(await _gold_check(context, llm, store, run, config.retry_limit))
+        return dg.MaterializeResult(metadata=run_metadata(run), check_results=check_results)
 
     async def _gold_check(
         context: dg.AssetExecutionContext,
         llm: LLMResource,
         store: DuckDBStore,
-        version: str,
-        engine_settings: EngineSettings,
+        corpus_run: CorpusRun,
         retry_limit: int,
     ) -> dg.AssetCheckResult:
         """The gold_sample check with the run's recipe; an error in it warns, it never fails the
         step (the corpus's extractions are stored whatever the check finds)."""
         client = llm.get_client()
-        run = GoldRun(store, client, client.backend, llm.model, version, context.run.run_id,
-                      engine_settings, retry_limit, context.log, corpus=context.partition_key)
+        run = GoldRun(store, client, client.backend, llm.model, corpus_run.task_version,
+                      context.run.run_id, corpus_run.engine_settings, retry_limit, context.log,
+                      corpus=context.partition_key)
         try:
-            return await evaluate_gold_sample(task, Settings.from_env(), run)
+            return await evaluate_gold_sample(task, settings, run)
         except Exception as exc:  # any error becomes the check result
             context.log.exception("gold_sample check failed")
             return dg.AssetCheckResult(
@@ -270,7 +172,7 @@ def build_task_assets(
             await client.aclose()
 
     @dg.asset(
-        name=f"{task.name}_table",
+        key=[*prefix, f"{task.name}_table"],
         partitions_def=corpus_partitions,
         deps=[extractions],
         group_name="tables",
@@ -285,7 +187,7 @@ def build_task_assets(
     def table(context: dg.AssetExecutionContext, store: DuckDBStore) -> dg.MaterializeResult:
         corpus = context.partition_key
         view = store.ensure_task_view(task.name, task.item_model)
-        export = Settings.from_env().export_dir / task.name / f"{corpus}.parquet"
+        export = settings.export_dir / task.name / f"{corpus}.parquet"
         export.parent.mkdir(parents=True, exist_ok=True)
         rows = store.export_parquet(task.name, str(export), corpus=corpus)
         described = store.view_columns(task.name)
@@ -303,3 +205,26 @@ def build_task_assets(
         )
 
     return [extractions, table]
+
+
+def run_metadata(run: CorpusRun) -> dict[str, Any]:
+    """A corpus run as the extraction materialisation's metadata."""
+    return {
+        "task_version": run.task_version,
+        "backend": run.backend,
+        "model": run.model,
+        "dagster/partition_row_count": run.stats["ok"],
+        "pending_before_run": run.pending_before_run,
+        "items_per_call": run.items_per_call,
+        "max_concurrency": run.max_concurrency,
+        **{f"run/{k}": v for k, v in run.summary.as_metadata().items()},
+        **{f"store/{k}": v for k, v in run.stats.items()},
+        "store/journal_appends": run.journal_appends,
+        "store/merges": run.merges,
+        "changes": dg.MetadataValue.md(
+            markdown_table(run.document_changes[:20], ["doc_id", "change", "task"])
+        ),
+        "field_changes": dg.MetadataValue.md(
+            markdown_table(run.field_changes[:20], ["doc_id", "field", "old_value", "new_value"])
+        ),
+    }

@@ -171,7 +171,9 @@ def test_gold_check_scores_once_and_follows_the_threshold(
         assert p.query("SELECT count(*) FROM extractions WHERE corpus = 'tiny'")[0][0] == 2
 
         # Nothing changed: the gold sample is re-scored from the store, not extracted again.
+        # Settings are read when the code location loads (each run's process loads it anew).
         monkeypatch.setenv("EXTRACTION_GOLD_THRESHOLD", "1.01")
+        p = project(Settings.from_env(), instance)
         second = p.run("tiny", CFG)
         assert second.success
         ev2 = _gold_evaluation(second)
@@ -184,6 +186,7 @@ def test_gold_check_scores_once_and_follows_the_threshold(
         # A gold set whose files are missing: the step succeeds, the check warns and says what.
         monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "taqrib:2")
         monkeypatch.setenv("EXTRACTION_EVAL_DATA", str(tmp_path / "no-data"))
+        p = project(Settings.from_env(), instance)
         third = p.run("tiny", CFG)
         assert third.success
         ev3 = _gold_evaluation(third)

@@ -10,12 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from extraction_assets.engine import EngineSettings
-from extraction_assets.extractions import assets as extraction_assets_module
-from extraction_assets.extractions.assets import (
-    AUTO_MIN_DOCUMENTS,
-    ExtractionConfig,
-    resolve_recipe,
-)
+from extraction_assets.extractions import run as run_module
+from extraction_assets.extractions.assets import ExtractionConfig
+from extraction_assets.extractions.run import AUTO_MIN_DOCUMENTS, resolve_recipe
 from extraction_assets.tasks import get_task
 from extraction_assets.types import Document
 
@@ -31,7 +28,7 @@ def test_bad_values_are_rejected(value):
 def test_numbers_are_kept_without_probing():
     config = ExtractionConfig(items_per_call=7, max_concurrency=3)
     assert asyncio.run(
-        resolve_recipe(config, get_task("biography"), [], None, EngineSettings(), LOG)
+        resolve_recipe(config.recipe(), get_task("biography"), [], None, EngineSettings(), LOG)
     ) == (7, 3)
 
 
@@ -39,7 +36,7 @@ def test_auto_with_little_pending_work_uses_defaults():
     docs = [Document.make("c", f"d{i}", f"text {i}") for i in range(AUTO_MIN_DOCUMENTS - 1)]
     config = ExtractionConfig(items_per_call="auto", max_concurrency=4)
     n, c = asyncio.run(
-        resolve_recipe(config, get_task("biography"), docs, None, EngineSettings(), LOG)
+        resolve_recipe(config.recipe(), get_task("biography"), docs, None, EngineSettings(), LOG)
     )
     assert (n, c) == (ExtractionConfig().items_per_call, 4)
 
@@ -59,9 +56,9 @@ def test_auto_probes_only_the_free_knob(monkeypatch):
     docs = [Document.make("c", f"d{i}", f"text {i}") for i in range(AUTO_MIN_DOCUMENTS)]
     config = ExtractionConfig(items_per_call="auto", max_concurrency=6)
     n, c = asyncio.run(
-        resolve_recipe(config, get_task("biography"), docs, None, EngineSettings(), LOG)
+        resolve_recipe(config.recipe(), get_task("biography"), docs, None, EngineSettings(), LOG)
     )
     assert (n, c) == (5, 6)
     assert seen["concurrencies"] == (6,) and len(seen["pack_sizes"]) > 1
     assert seen["sample"] == AUTO_MIN_DOCUMENTS
-    assert extraction_assets_module.AUTO_PROBE_SAMPLE >= AUTO_MIN_DOCUMENTS
+    assert run_module.AUTO_PROBE_SAMPLE >= AUTO_MIN_DOCUMENTS

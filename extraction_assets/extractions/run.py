@@ -1,0 +1,181 @@
+"""One corpus's extraction step as a plain function: pending documents -> engine -> store.
+
+No Dagster here: the `{task}_extractions` asset calls :func:`extract_corpus` and maps the
+:class:`CorpusRun` it returns to metadata and check results. Tests call it directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from extraction_assets.engine import EngineSettings, RunSummary, extract
+from extraction_assets.tasks import ExtractionTask
+from extraction_assets.types import Document
+
+if TYPE_CHECKING:
+    from resources.backends.base import LLMClient
+    from resources.store import DuckDBStore
+
+Knob = int | Literal["auto"]
+
+# Fewer pending documents than this: no probe (it would cost more than it saves).
+AUTO_MIN_DOCUMENTS = 40
+AUTO_PROBE_SAMPLE = 400
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a run extracts: pack size and requests in flight (a number or "auto": probed at the
+    start of the run), the retry limit of failed documents, progress logging, the re-run alone
+    of suspicious items (engine/contamination.py)."""
+
+    items_per_call: Knob = 20
+    max_concurrency: Knob = 10
+    retry_limit: int = 3  # failed runs before a document is given up (see ExtractionConfig)
+    progress_interval_s: float = 5.0
+    isolate_suspicious: bool = True
+
+
+@dataclass(frozen=True)
+class CorpusRun:
+    """What one extraction step did to one corpus: the numbers the asset reports."""
+
+    corpus: str
+    task: str
+    task_version: str
+    backend: str
+    model: str
+    pending_before_run: int
+    items_per_call: int
+    max_concurrency: int
+    summary: RunSummary
+    stats: dict[str, int | float]  # store.table_stats after the run
+    changes: list[dict[str, Any]]  # store.change_report of this run and corpus
+    engine_settings: EngineSettings
+    recovered_calls: int = 0  # calls merged from an interrupted run's journal
+    journal_appends: int = 0
+    merges: int = 0
+    field_changes: list[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "field_changes", [c for c in self.changes if c.get("field")])
+
+    @property
+    def document_changes(self) -> list[dict[str, Any]]:
+        return [c for c in self.changes if not c.get("field")]
+
+
+async def resolve_recipe(
+    recipe: Recipe,
+    task: ExtractionTask,
+    pending: list[Document],
+    client: Any,
+    settings: EngineSettings,
+    log: Any,
+) -> tuple[int, int]:
+    """The (items_per_call, max_concurrency) of this run: as configured, or probed for "auto"."""
+    defaults = Recipe()
+    fixed_n = recipe.items_per_call if recipe.items_per_call != "auto" else None
+    fixed_c = recipe.max_concurrency if recipe.max_concurrency != "auto" else None
+    if fixed_n is not None and fixed_c is not None:
+        return fixed_n, fixed_c
+    if len(pending) < AUTO_MIN_DOCUMENTS:
+        n = fixed_n or int(defaults.items_per_call)
+        c = fixed_c or int(defaults.max_concurrency)
+        log.info(
+            f"auto recipe: only {len(pending)} documents pending (< {AUTO_MIN_DOCUMENTS}); "
+            f"no probe, using items_per_call={n}, max_concurrency={c}"
+        )
+        return n, c
+    from extraction_assets.engine.autotune import CONCURRENCIES, PACK_SIZES, choose_recipe
+
+    n, c, _ = await choose_recipe(
+        task,
+        pending[:AUTO_PROBE_SAMPLE],
+        client,
+        settings,
+        log,
+        pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
+        concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
+    )
+    log.info(f"auto recipe: items_per_call={n}, max_concurrency={c}")
+    return n, c
+
+
+async def extract_corpus(
+    store: DuckDBStore,
+    client: LLMClient,
+    task: ExtractionTask,
+    corpus: str,
+    recipe: Recipe,
+    *,
+    run_id: str,
+    max_model_len: int,
+    log: logging.Logger | Any,
+) -> CorpusRun:
+    """Extract what is pending in `corpus` for `task` and store it; the caller owns `client`.
+
+    One run per corpus and task at a time, whatever launched it (a second one waits, then finds
+    nothing pending). Raises the engine's `ServerUnavailableError` when the server stays away:
+    finished calls are stored, unfinished documents stay pending.
+    """
+    with store.extraction_lock(corpus, task.name, on_wait=log.warning):
+        version = task.version(client.model, client.generation_params())
+        # Calls a killed run had journaled but not merged count as done, not as pending.
+        recovered = await asyncio.to_thread(store.recover_journals)
+        if recovered:
+            log.info(f"merged {recovered} calls left in the journal of an interrupted run")
+        pending = await asyncio.to_thread(
+            store.pending_documents, corpus, task.name, version, recipe.retry_limit, max_model_len
+        )
+        log.info(
+            f"corpus {corpus!r}, task {task.name} (version {version}, "
+            f"{client.backend}:{client.model}): {len(pending)} documents pending"
+        )
+        engine_settings = EngineSettings(
+            max_model_len=max_model_len,
+            progress_interval_s=recipe.progress_interval_s,
+            isolate_suspicious=recipe.isolate_suspicious,
+        )
+        items_per_call, max_concurrency = await resolve_recipe(
+            recipe, task, pending, client, engine_settings, log
+        )
+        engine_settings = replace(
+            engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
+        )
+        # Each call is acknowledged once it is in this run's journal (calls finishing together
+        # share one append); the journal is merged into the store every few seconds and at the
+        # end of the block, so the store is not opened once per call.
+        async with store.outcome_writer(
+            run_id=run_id,
+            corpus=corpus,
+            task=task.name,
+            task_version=version,
+            backend=client.backend,
+            model=client.model,
+        ) as writer:
+            summary = await extract(task, pending, client, engine_settings, writer.write, log=log)
+        stats = await asyncio.to_thread(
+            store.table_stats, corpus, task.name, version, recipe.retry_limit, max_model_len
+        )
+        changes = await asyncio.to_thread(store.change_report, run_id, corpus)
+    return CorpusRun(
+        corpus=corpus,
+        task=task.name,
+        task_version=version,
+        backend=client.backend,
+        model=client.model,
+        pending_before_run=len(pending),
+        items_per_call=items_per_call,
+        max_concurrency=max_concurrency,
+        summary=summary,
+        stats=stats,
+        changes=changes,
+        engine_settings=engine_settings,
+        recovered_calls=recovered,
+        journal_appends=writer.transactions,
+        merges=writer.merges,
+    )
