@@ -9,7 +9,10 @@ behind; the next run on the store merges it first (idempotent: a call id already
 skipped), so no finished call is lost.
 
 One journal per writer under ``<store>.journals/``, held with an exclusive ``flock`` while the
-writer lives: a journal nobody holds is an orphan to recover.
+writer lives: a journal nobody holds is an orphan to recover. A journal is created and locked
+under a temporary name that recovery ignores, then renamed: recovery never sees a journal its
+writer has not locked yet (it would read it empty, delete it, and the writer's calls would go to
+a file nobody can find).
 """
 
 from __future__ import annotations
@@ -27,9 +30,21 @@ from typing import Any
 
 from extraction_assets.types import CallOutcome, CallRecord, ItemResult
 
+# A journal being created; "*.jsonl" does not match it, so recovery never sees it.
+CREATING_SUFFIX = ".jsonl.creating"
+
 
 def journal_dir(store_path: str) -> Path:
     return Path(f"{store_path}.journals")
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _encode(outcome: CallOutcome) -> str:
@@ -49,12 +64,16 @@ class OutcomeJournal:
     def __init__(self, store_path: str, context: dict[str, str]) -> None:
         folder = journal_dir(store_path)
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{uuid.uuid4().hex}.jsonl"
-        self._file = self.path.open("a+", encoding="utf-8")
+        name = uuid.uuid4().hex
+        creating = folder / f"{name}{CREATING_SUFFIX}"
+        self._file = creating.open("a+", encoding="utf-8")
         fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         # The first line says where the outcomes belong (run, corpus, task version, model).
         self._header = json.dumps({"context": context}) + "\n"
         self._write(self._header)
+        self.path = folder / f"{name}.jsonl"
+        creating.rename(self.path)  # the lock stays with the file
+        _sync_dir(folder)
 
     def _write(self, text: str) -> None:
         self._file.write(text)
@@ -105,7 +124,10 @@ def orphaned_journals(store_path: str) -> Iterator[list[Path]]:
     held = []
     try:
         for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
-            handle = path.open("r", encoding="utf-8")
+            try:
+                handle = path.open("r", encoding="utf-8")
+            except FileNotFoundError:  # its writer finished and deleted it meanwhile
+                continue
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # its writer is alive

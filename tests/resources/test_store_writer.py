@@ -15,6 +15,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -230,3 +231,83 @@ def test_torn_last_line_is_dropped_and_a_bad_journal_is_set_aside(tmp_path: Path
         store.recover_journals()
     assert journal.with_suffix(".unmergeable").exists()
     assert store.recover_journals() == 0, "a bad journal must not block later runs"
+
+
+# The writer is paused (a FAULT INJECTED into its process: fcntl.flock made to wait on a file)
+# between creating its journal and locking it, which a busy machine can do to any process.
+PAUSED_WRITER_SCRIPT = """
+import asyncio, fcntl, os, sys, time
+sys.path.insert(0, {root!r})
+from resources.store import DuckDBStore, _journal
+from tests.resources.test_store import ok, outcome
+from tests.resources.test_store_writer import RUN, _docs
+
+class PausedBeforeFirstLock:
+    paused = False
+
+    def __getattr__(self, name):
+        return getattr(fcntl, name)
+
+    def flock(self, fd, operation):
+        if not self.paused:
+            self.paused = True
+            open({ready!r}, "w").close()
+            while not os.path.exists({go!r}):
+                time.sleep(0.01)
+        return fcntl.flock(fd, operation)
+
+_journal.fcntl = PausedBeforeFirstLock()
+
+async def main():
+    store = DuckDBStore(path={db!r})
+    async with store.outcome_writer(**RUN, merge_interval_s=3600) as writer:
+        for doc in _docs(12):
+            await writer.write(outcome([ok(doc)]))
+            print("acknowledged", doc.doc_id, flush=True)
+        time.sleep(3600)
+
+asyncio.run(main())
+"""
+
+RECOVER_SCRIPT = """
+import sys
+import time
+sys.path.insert(0, {root!r})
+from resources.store import DuckDBStore
+print(DuckDBStore(path={db!r}).recover_journals())
+"""
+
+
+def test_recovery_racing_a_new_journal_leaves_it_to_its_writer(tmp_path: Path) -> None:
+    """A recovery that runs while a writer is creating its journal must not take it for an
+    orphan: the writer's acknowledged calls survive its kill."""
+    db, ready, go = tmp_path / "store.duckdb", tmp_path / "ready", tmp_path / "go"
+    root = str(Path(__file__).resolve().parents[2])
+    fmt = {"root": root, "db": str(db), "ready": str(ready), "go": str(go)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_WRITER_SCRIPT.format(**fmt)],
+        stdout=subprocess.PIPE, text=True, cwd=root,
+    )  # fmt: skip
+    try:
+        for _ in range(3000):
+            if ready.exists() or writer.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert ready.exists(), "the writer never reached its journal"
+        recovery = subprocess.run(
+            [sys.executable, "-c", RECOVER_SCRIPT.format(**fmt)],
+            capture_output=True, text=True, cwd=root, timeout=120,
+        )  # fmt: skip
+        assert recovery.returncode == 0, recovery.stderr
+        go.touch()
+        assert writer.stdout is not None
+        acknowledged = [writer.stdout.readline().split()[1] for _ in range(12)]
+        assert acknowledged == [d.doc_id for d in _docs(12)]
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    store = DuckDBStore(path=str(db))
+    store.recover_journals()
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = [r[0] for r in con.execute("SELECT doc_id FROM extractions ORDER BY 1").fetchall()]
+    assert stored == acknowledged
