@@ -32,7 +32,7 @@ def _sizes(text: str) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m extraction_assets.evaluation",
+    parser = argparse.ArgumentParser(prog="extraction eval",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--gold", choices=sorted(GOLD_SETS),
                         help="a built-in gold set; default: the task's own gold file")

@@ -84,7 +84,7 @@ def validate_task(ref: str) -> ExtractionTask:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="extraction-assets tasks",
+        prog="extraction tasks",
         description="Extraction tasks: list them, validate a spec, show a task's schema or version. "
         "A task reference is a built-in name, module:ATTRIBUTE, or a .yaml/.yml/.json spec file.",
     )

@@ -356,6 +356,15 @@ class DuckDBStore(dg.ConfigurableResource):
             view = _views.require_view(con, task_name, self.path)
             return _views.export_parquet(con, view, path, corpus)
 
+    def export(
+        self, task_name: str, path: str, fmt: str = "parquet", corpus: str | None = None
+    ) -> int:
+        """Write the task's typed view (optionally one corpus) as ``parquet``, ``csv`` (with a
+        header) or ``jsonl``; rows written."""
+        with self.connect(read_only=True) as con:
+            view = _views.require_view(con, task_name, self.path)
+            return _views.export(con, view, path, corpus, fmt)
+
     def preview(self, task_name: str, corpus: str, limit: int = 5) -> list[dict[str, Any]]:
         """The first rows of the task's typed view for one corpus."""
         with self.connect(read_only=True) as con:

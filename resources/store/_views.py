@@ -19,14 +19,26 @@ def require_view(con: duckdb.DuckDBPyConnection, task_name: str, store_path: str
     return view
 
 
-def export_parquet(con: duckdb.DuckDBPyConnection, view: str, path: str, corpus: str | None) -> int:
+# The export formats: DuckDB COPY options per format (JSON is written one object per line).
+EXPORT_FORMATS = {"parquet": "FORMAT parquet", "csv": "FORMAT csv, HEADER", "jsonl": "FORMAT json"}
+
+
+def export(
+    con: duckdb.DuckDBPyConnection, view: str, path: str, corpus: str | None, fmt: str = "parquet"
+) -> int:
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
     where = "WHERE corpus = $corpus" if corpus is not None else ""
     row = con.execute(
         f"COPY (SELECT * FROM {quote_identifier(view)} {where} ORDER BY corpus, doc_id) "
-        f"TO {quote_literal(str(path))} (FORMAT parquet)",
+        f"TO {quote_literal(str(path))} ({EXPORT_FORMATS[fmt]})",
         {"corpus": corpus} if corpus is not None else {},
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+def export_parquet(con: duckdb.DuckDBPyConnection, view: str, path: str, corpus: str | None) -> int:
+    return export(con, view, path, corpus, "parquet")
 
 
 def preview(
