@@ -163,10 +163,12 @@ def add_command(sub: Any) -> None:
     )
     run_p.add_argument("corpus", nargs="*", help="corpus (partition) names (default: all)")
     run_p.add_argument(
-        "--items-per-call", type=_int_or_auto, default=20, help='documents per request, or "auto"'
+        "--items-per-call", type=_int_or_auto, default="auto",
+        help='documents per request, or "auto" (default: 1 on vLLM, packs on Ollama/OpenAI)',
     )
     run_p.add_argument(
-        "--max-concurrency", type=_int_or_auto, default=10, help='requests in flight, or "auto"'
+        "--max-concurrency", type=_int_or_auto, default="auto",
+        help='requests in flight, or "auto" (default: up to 64 on vLLM, bounded by its KV cache)',
     )
     run_p.add_argument(
         "--no-isolate-suspicious",

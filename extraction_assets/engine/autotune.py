@@ -1,4 +1,16 @@
-"""`items_per_call: auto` / `max_concurrency: auto`: a short probe picks the fastest recipe.
+"""`items_per_call: auto` / `max_concurrency: auto` (the default): the recipe of a run.
+
+`resolve_recipe` decides. On vLLM (continuous batching) one item per call with many requests in
+flight is the fastest and most accurate recipe measured (benchmarks/results/throughput.md:
+2.8x the items/min of 20 per call x 10 in flight, better scores, no re-runs alone), so auto
+takes it at once, with requests in flight bounded by the KV cache and the pending documents;
+only a run with many pending documents (>= PROBE_MIN_DOCUMENTS, where the probe costs a small
+share of the run) probes the server. Packing pays only where requests themselves cost:
+Ollama (one or few sequences at a time by default, no continuous batching) and the OpenAI API
+(per-request rate limits and the prompt's static part billed per request); there auto packs as
+many items as fit the context, up to 20.
+
+The probe (`choose_recipe`):
 
 Which recipe is fastest depends on the server, not on a rule of thumb: a continuous-batching
 server decodes many sequences at once, so more requests in flight help until its batch (or
@@ -20,6 +32,7 @@ wave); points the sample cannot fill are not measured.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import statistics
 import time
@@ -38,6 +51,13 @@ if TYPE_CHECKING:
     from resources.backends.base import LLMClient
 
 PACK_SIZES = (1, 5, 10, 20)
+# The rule without a probe, per backend: (largest pack, requests in flight).
+LONE_IN_FLIGHT = 64  # vLLM: one item per call; the server batches the requests
+PACKED = {"ollama": (20, 2), "openai": (20, 8)}
+# A probe runs about a thousand items' worth of calls whose answers are discarded: worth it
+# only when the run is much larger than that.
+PROBE_MIN_DOCUMENTS = 2000
+PROBE_SAMPLE = 400
 CONCURRENCIES = (1, 2, 4, 8, 16, 32, 64)
 MIN_GAIN = 0.10  # a step must add >= 10% items/min to count as better (probe noise)
 
@@ -243,14 +263,7 @@ async def choose_recipe(
     t0 = time.monotonic()
     docs = list(sample_documents)
     largest = max_pack_by_context(task, docs, settings, max(pack_sizes))
-    kv = await kv_cache_tokens(client)
-    planner = PackPlanner(task, settings)
-    per_item = (statistics.median(planner.input_tokens(d) + planner.output_tokens(d)
-                                  for d in docs) if docs else 1)
-    # Every sequence also holds the instructions; count them once per item (the worst case:
-    # one item per call) so the limit is safe for any pack size.
-    in_flight_cap = (int(kv // (per_item + planner.static_tokens + ANSWER_OVERHEAD_TOKENS))
-                     if kv else None)
+    in_flight_cap = _in_flight_cap(task, docs, settings, await kv_cache_tokens(client))
     cursor = 0
 
     async def measure(n: int, c: int) -> ProbePoint:
@@ -279,3 +292,61 @@ async def choose_recipe(
     log.info("autotune: context allows packs of up to %d; KV cache allows %s items in flight; "
              "probe took %.0fs", largest, in_flight_cap or "unknown", report.probe_s)
     return best.items_per_call, best.max_concurrency, report
+
+
+# -- the recipe of a run ------------------------------------------------------------------------
+
+async def resolve_recipe(
+    items_per_call: int | str,
+    max_concurrency: int | str,
+    task: ExtractionTask,
+    pending: Sequence[Document],
+    client: LLMClient,
+    settings: EngineSettings,
+    log: logging.Logger | Any,
+) -> tuple[int, int]:
+    """The (items_per_call, max_concurrency) of a run: numbers as configured; "auto" by the
+    backend's rule, or by a probe on vLLM when many documents are pending. A fixed knob stays
+    fixed whatever auto chooses for the other."""
+    fixed_n = items_per_call if items_per_call != "auto" else None
+    fixed_c = max_concurrency if max_concurrency != "auto" else None
+    if isinstance(fixed_n, int) and isinstance(fixed_c, int):
+        return fixed_n, fixed_c
+    backend = getattr(client, "backend", "vllm")
+    if backend == "vllm" and len(pending) >= PROBE_MIN_DOCUMENTS:
+        n, c, _ = await choose_recipe(
+            task, list(pending[:PROBE_SAMPLE]), client, settings, log,
+            pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
+            concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
+        )
+        log.info(f"auto recipe (probed): items_per_call={n}, max_concurrency={c}")
+        return n, c
+    if backend in PACKED:
+        largest, in_flight = PACKED[backend]
+        n = fixed_n or max_pack_by_context(task, pending, settings, largest)
+        c = fixed_c or in_flight
+        why = (f"{backend} gains from packing (requests cost: no continuous batching or "
+               "per-request limits)")
+    else:
+        n = fixed_n or 1
+        kv = await kv_cache_tokens(client)
+        cap = _in_flight_cap(task, pending, settings, kv)
+        c = fixed_c or max(1, min(LONE_IN_FLIGHT, cap or LONE_IN_FLIGHT,
+                                  math.ceil(len(pending) / n) or 1))
+        why = ("a continuous-batching server decodes single requests side by side (KV cache "
+               f"holds {cap if cap else 'unknown'} items)")
+    log.info(f"auto recipe: items_per_call={n}, max_concurrency={c} for {len(pending)} pending "
+             f"documents on {backend}: {why}")
+    return n, c
+
+
+def _in_flight_cap(task: ExtractionTask, docs: Sequence[Document], settings: EngineSettings,
+                   kv: int | None) -> int | None:
+    """Items the KV cache holds at once. Every sequence also holds the instructions; they count
+    once per item (the worst case: one item per call), so the limit is safe at any pack size."""
+    if not kv or not docs:
+        return None
+    planner = PackPlanner(task, settings)
+    per_item = statistics.median(planner.input_tokens(d) + planner.output_tokens(d)
+                                 for d in docs[:PROBE_SAMPLE])
+    return max(1, int(kv // (per_item + planner.static_tokens + ANSWER_OVERHEAD_TOKENS)))

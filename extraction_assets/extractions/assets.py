@@ -37,8 +37,9 @@ class ExtractionConfig(dg.Config):
     for the context is given up until the served context grows, whatever ``retry_limit``.
     """
 
-    # A positive integer, or "auto": a short probe at the start of the run measures which pack
-    # size and requests in flight give the most valid items/min on this server for this task.
+    # A positive integer, or "auto" (engine/autotune.py): on vLLM one item per call with many in
+    # flight (the fastest and most accurate recipe measured); packs where requests cost (Ollama,
+    # OpenAI); a probe of the server when many documents are pending.
     items_per_call: Any = Recipe.items_per_call
     max_concurrency: Any = Recipe.max_concurrency
     retry_limit: int = Recipe.retry_limit

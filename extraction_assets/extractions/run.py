@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from extraction_assets.engine import EngineSettings, RunSummary, extract
+from extraction_assets.engine.autotune import resolve_recipe
 from extraction_assets.tasks import ExtractionTask
-from extraction_assets.types import Document
 
 if TYPE_CHECKING:
     from resources.backends.base import LLMClient
@@ -21,19 +21,15 @@ if TYPE_CHECKING:
 
 Knob = int | Literal["auto"]
 
-# Fewer pending documents than this: no probe (it would cost more than it saves).
-AUTO_MIN_DOCUMENTS = 40
-AUTO_PROBE_SAMPLE = 400
-
-
 @dataclass(frozen=True)
 class Recipe:
-    """How a run extracts: pack size and requests in flight (a number or "auto": probed at the
-    start of the run), the retry limit of failed documents, progress logging, the re-run alone
-    of suspicious items (engine/contamination.py)."""
+    """How a run extracts: pack size and requests in flight (a number or "auto", the default:
+    engine/autotune.py chooses by backend, one item per call with many in flight on vLLM), the
+    retry limit of failed documents, progress logging, the re-run alone of suspicious items
+    (engine/contamination.py)."""
 
-    items_per_call: Knob = 20
-    max_concurrency: Knob = 10
+    items_per_call: Knob = "auto"
+    max_concurrency: Knob = "auto"
     retry_limit: int = 3  # failed runs before a document is given up (see ExtractionConfig)
     progress_interval_s: float = 5.0
     isolate_suspicious: bool = True
@@ -66,43 +62,6 @@ class CorpusRun:
     @property
     def document_changes(self) -> list[dict[str, Any]]:
         return [c for c in self.changes if not c.get("field")]
-
-
-async def resolve_recipe(
-    recipe: Recipe,
-    task: ExtractionTask,
-    pending: list[Document],
-    client: Any,
-    settings: EngineSettings,
-    log: Any,
-) -> tuple[int, int]:
-    """The (items_per_call, max_concurrency) of this run: as configured, or probed for "auto"."""
-    defaults = Recipe()
-    fixed_n = recipe.items_per_call if recipe.items_per_call != "auto" else None
-    fixed_c = recipe.max_concurrency if recipe.max_concurrency != "auto" else None
-    if fixed_n is not None and fixed_c is not None:
-        return fixed_n, fixed_c
-    if len(pending) < AUTO_MIN_DOCUMENTS:
-        n = fixed_n or int(defaults.items_per_call)
-        c = fixed_c or int(defaults.max_concurrency)
-        log.info(
-            f"auto recipe: only {len(pending)} documents pending (< {AUTO_MIN_DOCUMENTS}); "
-            f"no probe, using items_per_call={n}, max_concurrency={c}"
-        )
-        return n, c
-    from extraction_assets.engine.autotune import CONCURRENCIES, PACK_SIZES, choose_recipe
-
-    n, c, _ = await choose_recipe(
-        task,
-        pending[:AUTO_PROBE_SAMPLE],
-        client,
-        settings,
-        log,
-        pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
-        concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
-    )
-    log.info(f"auto recipe: items_per_call={n}, max_concurrency={c}")
-    return n, c
 
 
 async def extract_corpus(
@@ -141,7 +100,8 @@ async def extract_corpus(
             isolate_suspicious=recipe.isolate_suspicious,
         )
         items_per_call, max_concurrency = await resolve_recipe(
-            recipe, task, pending, client, engine_settings, log
+            recipe.items_per_call, recipe.max_concurrency, task, pending, client,
+            engine_settings, log,
         )
         engine_settings = replace(
             engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
