@@ -1,6 +1,6 @@
 """The extraction engine: documents -> packs -> LLM calls -> validated items, call by call."""
 
-from extraction_assets.engine.packing import Pack, PackPlanner, estimate_tokens
+from extraction_assets.engine.packing import Pack, PackPlanner, TokenCounter, estimate_tokens
 from extraction_assets.engine.parsing import ParsedAnswer, parse_answer
 from extraction_assets.engine.prompts import build_messages, system_message
 from extraction_assets.engine.runner import (
@@ -14,6 +14,7 @@ from extraction_assets.engine.schema import pack_schema, schema_name
 
 __all__ = [
     "TOO_LONG",
+    "TokenCounter",
     "EngineSettings",
     "Pack",
     "PackPlanner",

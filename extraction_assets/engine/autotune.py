@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from extraction_assets.engine.packing import ANSWER_OVERHEAD_TOKENS, PackPlanner
+from extraction_assets.engine.packing import ANSWER_OVERHEAD_TOKENS, PackPlanner, counted_planner
 from extraction_assets.engine.runner import EngineSettings, extract
 from extraction_assets.types import CallOutcome, Document
 
@@ -196,11 +196,12 @@ async def search(
 # -- limits -------------------------------------------------------------------------------------
 
 def max_pack_by_context(task: ExtractionTask, sample: Sequence[Document],
-                        settings: EngineSettings, largest: int) -> int:
+                        settings: EngineSettings, largest: int,
+                        planner: PackPlanner | None = None) -> int:
     """The largest pack of typical (median-length) sample documents that fits the context."""
     if not sample:
         return 1
-    planner = PackPlanner(task, settings)
+    planner = planner or PackPlanner(task, settings)
     typical = sorted(sample, key=lambda d: len(d.text))[len(sample) // 2]
     n = 1
     while n < largest and planner.fits([typical] * (n + 1)):
@@ -262,8 +263,9 @@ async def choose_recipe(
     sample runs out), so later points are not flattered by earlier ones' cached prompts."""
     t0 = time.monotonic()
     docs = list(sample_documents)
-    largest = max_pack_by_context(task, docs, settings, max(pack_sizes))
-    in_flight_cap = _in_flight_cap(task, docs, settings, await kv_cache_tokens(client))
+    planner = await counted_planner(task, settings, client, docs)
+    largest = max_pack_by_context(task, docs, settings, max(pack_sizes), planner)
+    in_flight_cap = _in_flight_cap(planner, docs, await kv_cache_tokens(client))
     cursor = 0
 
     async def measure(n: int, c: int) -> ProbePoint:
@@ -321,16 +323,18 @@ async def resolve_recipe(
         )
         log.info(f"auto recipe (probed): items_per_call={n}, max_concurrency={c}")
         return n, c
+    sample = list(pending[:PROBE_SAMPLE])
+    planner = await counted_planner(task, settings, client, sample)
     if backend in PACKED:
         largest, in_flight = PACKED[backend]
-        n = fixed_n or max_pack_by_context(task, pending, settings, largest)
+        n = fixed_n or max_pack_by_context(task, sample, settings, largest, planner)
         c = fixed_c or in_flight
         why = (f"{backend} gains from packing (requests cost: no continuous batching or "
                "per-request limits)")
     else:
         n = fixed_n or 1
         kv = await kv_cache_tokens(client)
-        cap = _in_flight_cap(task, pending, settings, kv)
+        cap = _in_flight_cap(planner, sample, kv)
         c = fixed_c or max(1, min(LONE_IN_FLIGHT, cap or LONE_IN_FLIGHT,
                                   math.ceil(len(pending) / n) or 1))
         why = ("a continuous-batching server decodes single requests side by side (KV cache "
@@ -340,13 +344,10 @@ async def resolve_recipe(
     return n, c
 
 
-def _in_flight_cap(task: ExtractionTask, docs: Sequence[Document], settings: EngineSettings,
-                   kv: int | None) -> int | None:
+def _in_flight_cap(planner: PackPlanner, docs: Sequence[Document], kv: int | None) -> int | None:
     """Items the KV cache holds at once. Every sequence also holds the instructions; they count
     once per item (the worst case: one item per call), so the limit is safe at any pack size."""
     if not kv or not docs:
         return None
-    planner = PackPlanner(task, settings)
-    per_item = statistics.median(planner.input_tokens(d) + planner.output_tokens(d)
-                                 for d in docs[:PROBE_SAMPLE])
+    per_item = statistics.median(planner.input_tokens(d) + planner.output_tokens(d) for d in docs)
     return max(1, int(kv // (per_item + planner.static_tokens + ANSWER_OVERHEAD_TOKENS)))

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from extraction_assets.engine.contamination import schema_words, suspicious_items
-from extraction_assets.engine.packing import Pack, PackPlanner, halves
+from extraction_assets.engine.packing import Pack, PackPlanner, counted_planner, halves
 from extraction_assets.engine.parsing import parse_answer
 from extraction_assets.engine.progress import Progress, report_periodically
 from extraction_assets.engine.prompts import build_messages, system_message
@@ -45,7 +45,9 @@ class EngineSettings:
     max_concurrency: int = 10
     max_model_len: int = 8192
     progress_interval_s: float = 5.0
-    chars_per_token: float = 2.0  # conservative (utf-8 bytes per token) when no tokenizer
+    # Conservative (utf-8 bytes per token) estimate for backends without a tokenizer endpoint.
+    chars_per_token: float = 2.0
+    server_tokenizer: bool = True  # count tokens with the backend's tokenizer when it has one
     # Re-run alone the items of a pack whose answer borrows from a pack-mate or whose text looks
     # like an injection (one extra call each); off only to measure what it prevents.
     isolate_suspicious: bool = True
@@ -80,13 +82,14 @@ def _share(total: int, n: int, index: int) -> int:
 
 class _Run:
     def __init__(self, task: ExtractionTask, client: LLMClient, settings: EngineSettings,
-                 on_outcome: OnOutcome, log: logging.Logger, total: int) -> None:
+                 on_outcome: OnOutcome, log: logging.Logger, total: int,
+                 planner: PackPlanner | None = None) -> None:
         self.task = task
         self.client = client
         self.settings = settings
         self.on_outcome = on_outcome
         self.log = log
-        self.planner = PackPlanner(task, settings)
+        self.planner = planner or PackPlanner(task, settings)
         self.progress = Progress(total=total)
         self.queue: asyncio.Queue[Pack] = asyncio.Queue()
         self.attempts: dict[str, int] = {}
@@ -311,7 +314,8 @@ async def extract(
     if dups:
         raise ValueError(f"document ids must be unique within a run; repeated: {dups[:5]}")
 
-    run = _Run(task, client, settings, on_outcome, log, total=len(documents))
+    planner = await counted_planner(task, settings, client, documents)
+    run = _Run(task, client, settings, on_outcome, log, total=len(documents), planner=planner)
     packs, too_long = run.planner.plan(documents)
     log.info(
         "extraction %s: %d documents in %d packs (items_per_call=%d, max_concurrency=%d), "

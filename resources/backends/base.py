@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,6 +69,8 @@ class LLMClient(Protocol):
 
     def generation_params(self) -> dict[str, Any]: ...
 
+    async def count_tokens(self, texts: Sequence[str]) -> list[int] | None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -118,6 +121,11 @@ class ReplicatedClient:
 
     def generation_params(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "seed": self.seed}
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        """Each text's tokens by the served model's tokenizer; None when the backend offers
+        none (the caller estimates)."""
+        return None
 
     def _pick_url(self) -> str:
         least = min(self.in_flight.values())

@@ -7,10 +7,13 @@ response_format json_schema with strict=True.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
+from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import openai
 
 from resources.backends.base import (
@@ -23,6 +26,7 @@ from resources.backends.base import (
 )
 
 _RETRY_STATUSES = {408, 409, 425, 429}
+_TOKENIZE_IN_FLIGHT = 16
 
 
 def _error_message(exc: openai.APIStatusError) -> str:
@@ -137,6 +141,31 @@ class OpenAIProtocolClient(ReplicatedClient):
             latency_s=latency,
             base_url=base_url,
         )
+
+    async def count_tokens(self, texts: Sequence[str]) -> list[int] | None:
+        """vLLM: its `POST /tokenize` (at the server root, not /v1), texts counted concurrently,
+        without special tokens. OpenAI offers no tokenizer endpoint: None."""
+        if self.backend != "vllm" or not texts:
+            return None if self.backend != "vllm" else []
+        url = self.base_urls[0]
+        root = url.removesuffix("/v1")
+        key = self._sdk[url].api_key
+        headers = {"Authorization": f"Bearer {key}"} if key and key != "EMPTY" else None
+        limit = asyncio.Semaphore(_TOKENIZE_IN_FLIGHT)
+        async with httpx.AsyncClient(timeout=self.timeout_s, headers=headers,
+                                     trust_env=False) as http:
+
+            async def one(text: str) -> int:
+                async with limit:
+                    response = await http.post(f"{root}/tokenize", json={
+                        "model": self.model, "prompt": text, "add_special_tokens": False})
+                    response.raise_for_status()
+                    return int(response.json()["count"])
+
+            try:
+                return list(await asyncio.gather(*(one(t) for t in texts)))
+            except (httpx.HTTPError, KeyError, TypeError, ValueError):
+                return None
 
     async def aclose(self) -> None:
         for sdk in self._sdk.values():

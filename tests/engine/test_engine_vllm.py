@@ -12,7 +12,8 @@ import logging
 import pytest
 from engine_harness import Collector
 
-from extraction_assets.engine import TOO_LONG, EngineSettings, extract
+from extraction_assets.engine import TOO_LONG, EngineSettings, Pack, PackPlanner, extract
+from extraction_assets.engine.packing import counted_planner
 from extraction_assets.tasks import get_task
 from extraction_assets.types import Document
 from resources.llm import LLMResource
@@ -73,12 +74,14 @@ def test_pack_of_four_gets_one_result_per_id(vllm_url: str, vllm_model: str) -> 
 
 
 def test_pack_over_the_server_context_is_split(vllm_url: str, vllm_model: str) -> None:
-    # The estimator is told tokens are huge, so it packs both documents together; the server
+    # The estimator is told tokens are huge (and not to ask the server's tokenizer), so it packs
+    # both documents together; the server
     # answers "context length exceeded", the engine splits, and each document alone is still too
     # long, so both fail with the reason and no generation ever runs.
     big = " ".join(["word"] * 9000)
     docs = [Document.make("t", "big1", big), Document.make("t", "big2", big + " more")]
-    settings = EngineSettings(items_per_call=4, max_concurrency=1, chars_per_token=1000.0)
+    settings = EngineSettings(items_per_call=4, max_concurrency=1, chars_per_token=1000.0,
+                              server_tokenizer=False)
     summary, got = run(vllm_url, vllm_model, "translation", docs, settings)
     assert [o.call.pack_size for o in got.outcomes] == [2, 1, 1]
     assert all(o.call.error == "context length exceeded" for o in got.outcomes)
@@ -95,3 +98,29 @@ def test_twenty_tiny_documents_in_one_pack(vllm_url: str, vllm_model: str) -> No
     assert summary.items_ok + summary.items_failed == 20
     assert summary.items_ok >= 10, [(r.doc_id, r.error) for r in got.results.values()]
     log.info("20 tiny docs: %s", summary.as_metadata())
+
+
+def test_sizes_come_from_the_servers_tokenizer(vllm_url: str, vllm_model: str) -> None:
+    # "word " x 3,000 is ~3,000 tokens by the model's tokenizer, 7,500 by bytes / 2: twice that
+    # fits an 8,192-token context by the tokenizer, not by the estimate. No generation runs.
+    client = LLMResource(base_url=vllm_url, model=vllm_model, timeout_s=60).get_client()
+    texts = ["Good morning.", "صباح الخير.", "word " * 3000]
+    doc = Document.make("t", "long", texts[2] * 2)
+    task = get_task("biography")
+    settings = EngineSettings(items_per_call=1, max_model_len=8192)
+
+    async def go():
+        try:
+            counts = await client.count_tokens(texts)
+            planner = await counted_planner(task, settings, client, [doc])
+            return counts, planner
+        finally:
+            await client.aclose()
+
+    counts, planner = asyncio.run(go())
+    assert counts is not None and len(counts) == 3
+    assert 1 <= counts[0] <= len(texts[0].encode()) / 2
+    assert 3000 <= counts[2] <= 3100
+    assert planner.plan([doc]) == ([Pack((doc,))], [])
+    assert planner.counter is not None and planner.counter.exact >= 2  # instructions + text
+    assert PackPlanner(task, settings).plan([doc]) == ([], [doc])  # bytes / 2: too long

@@ -112,3 +112,42 @@ def test_halves_keep_order_and_bigger_half_first() -> None:
     assert [len(h) for h in halves(three)] == [2, 1]
     assert [d for h in halves(three) for d in h] == three
     assert halves(three[:1]) == [tuple(three[:1])]
+
+
+class CountingClient:
+    """A backend with a tokenizer: one token per word; records what it was asked to count."""
+
+    backend, model, base_urls = "vllm", "m", ["http://tok"]
+
+    def __init__(self, tokenizer: bool = True) -> None:
+        self.asked: list[list[str]] = []
+        self.tokenizer = tokenizer
+        self.base_urls = [f"http://tok-{tokenizer}"]  # counts are cached per server
+
+    async def count_tokens(self, texts):
+        self.asked.append(list(texts))
+        return [len(t.split()) for t in texts] if self.tokenizer else None
+
+
+def test_sizes_come_from_the_tokenizer_counted_once_per_text() -> None:
+    import asyncio
+
+    from extraction_assets.engine.packing import counted_planner
+    from extraction_assets.engine.prompts import system_message
+
+    # 600 words of 9 bytes: 2,700 tokens by bytes / 2 each, 600 by the tokenizer.
+    long_docs = [Document.make("c", f"L{i}", "abcdefgh " * 600 + str(i)) for i in range(6)]
+    settings = EngineSettings(items_per_call=20, max_model_len=8192)
+    client = CountingClient()
+    planner = asyncio.run(counted_planner(BIO, settings, client, long_docs))
+    assert planner.static_tokens == len(system_message(BIO).split()) + 48
+    packs, too_long = planner.plan(long_docs)
+    estimated, _ = PackPlanner(BIO, settings).plan(long_docs)
+    assert not too_long and max(len(p) for p in packs) > max(len(p) for p in estimated)
+    assert len(client.asked) == 1 and len(client.asked[0]) == 7  # instructions + 6 texts
+    # Counted texts are cached by content hash: a second planner asks for nothing new.
+    asyncio.run(counted_planner(BIO, settings, client, long_docs[:3]))
+    assert len(client.asked) == 1
+    # A backend without a tokenizer: the bytes estimate, the same packs as before.
+    fallback = asyncio.run(counted_planner(BIO, settings, CountingClient(False), long_docs))
+    assert fallback.plan(long_docs) == (estimated, [])
