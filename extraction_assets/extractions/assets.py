@@ -13,6 +13,7 @@ from pydantic import field_validator
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.engine import ServerUnavailableError
+from extraction_assets.engine.audit import DEFAULT_MAX_DISAGREEMENT, AuditReport
 from extraction_assets.extractions.checks import CHECK_NAMES, ChecksConfig, evaluate_checks
 from extraction_assets.extractions.gold_check import (
     GOLD_CHECK,
@@ -48,6 +49,11 @@ class ExtractionConfig(dg.Config):
     # Re-run alone an item whose pack answer borrows from a pack-mate or whose text looks like a
     # prompt injection (engine/contamination.py); the lone answer is stored.
     isolate_suspicious: bool = Recipe.isolate_suspicious
+    # The shadow audit (engine/audit.py): this share of the run's packed items (at least one when
+    # any was packed; 0 disables) is extracted again alone and compared field by field; the
+    # pack_audit check warns when more than pack_audit_max_disagreement of them disagree.
+    pack_audit_share: float = Recipe.pack_audit_share
+    pack_audit_max_disagreement: float = DEFAULT_MAX_DISAGREEMENT
 
     @field_validator("items_per_call", "max_concurrency")
     @classmethod
@@ -58,6 +64,13 @@ class ExtractionConfig(dg.Config):
             return value
         raise ValueError(f'must be a positive integer or "auto", got {value!r}')
 
+    @field_validator("pack_audit_share", "pack_audit_max_disagreement")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"must be a share between 0 and 1, got {value!r}")
+        return value
+
     def recipe(self) -> Recipe:
         return Recipe(
             items_per_call=self.items_per_call,
@@ -65,7 +78,15 @@ class ExtractionConfig(dg.Config):
             retry_limit=self.retry_limit,
             progress_interval_s=self.progress_interval_s,
             isolate_suspicious=self.isolate_suspicious,
+            pack_audit_share=self.pack_audit_share,
         )
+
+
+PACK_AUDIT = "pack_audit"
+PACK_AUDIT_DESCRIPTION = (
+    "A seeded sample of the run's packed items, extracted again alone: the share whose answers "
+    "differ field by field from the stored pack answers stays below the configured threshold."
+)
 
 
 def build_task_assets(
@@ -97,6 +118,7 @@ def build_task_assets(
             dg.AssetCheckSpec(name, asset=extractions_key, description=desc)
             for name, desc in CHECK_NAMES.items()
         ]
+        + [dg.AssetCheckSpec(PACK_AUDIT, asset=extractions_key, description=PACK_AUDIT_DESCRIPTION)]
         + gold_specs,
         description=(
             f"{task.description} Extracts only pending documents (new or changed text, a new task "
@@ -142,6 +164,7 @@ def build_task_assets(
             run.task_version,
             ChecksConfig(max_failed_share=config.max_failed_share),
         )
+        check_results.append(pack_audit_result(run.audit, config.pack_audit_max_disagreement))
         if gold_specs:
             check_results.append(await _gold_check(context, llm, store, run, config.retry_limit))
         return dg.MaterializeResult(metadata=run_metadata(run), check_results=check_results)
@@ -220,6 +243,7 @@ def run_metadata(run: CorpusRun) -> dict[str, Any]:
         "max_concurrency": run.max_concurrency,
         **{f"run/{k}": v for k, v in run.summary.as_metadata().items()},
         **{f"store/{k}": v for k, v in run.stats.items()},
+        **{f"pack_audit/{k}": v for k, v in run.audit.as_metadata().items()},
         "store/journal_appends": run.journal_appends,
         "store/merges": run.merges,
         "changes": dg.MetadataValue.md(
@@ -229,3 +253,19 @@ def run_metadata(run: CorpusRun) -> dict[str, Any]:
             markdown_table(run.field_changes[:20], ["doc_id", "field", "old_value", "new_value"])
         ),
     }
+
+
+def pack_audit_result(audit: AuditReport, max_disagreement: float) -> dg.AssetCheckResult:
+    """The pack_audit check: warns when the audited packed items disagree too often alone."""
+    return dg.AssetCheckResult(
+        check_name=PACK_AUDIT,
+        passed=audit.passed(max_disagreement),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            **audit.as_metadata(),
+            "threshold": max_disagreement,
+            "disagreements": dg.MetadataValue.md(
+                markdown_table(audit.examples, ["doc_id", "field", "pack", "alone"])
+            ),
+        },
+    )

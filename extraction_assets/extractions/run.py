@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from extraction_assets.engine import EngineSettings, RunSummary, extract
+from extraction_assets.engine.audit import DEFAULT_SHARE, AuditReport, PackedAnswers, shadow_audit
 from extraction_assets.engine.autotune import resolve_recipe
 from extraction_assets.tasks import ExtractionTask
+from extraction_assets.types import CallOutcome
 
 if TYPE_CHECKING:
     from resources.backends.base import LLMClient
@@ -33,6 +35,9 @@ class Recipe:
     retry_limit: int = 3  # failed runs before a document is given up (see ExtractionConfig)
     progress_interval_s: float = 5.0
     isolate_suspicious: bool = True
+    # The shadow audit (engine/audit.py): this share of the run's packed items, at least one when
+    # any was packed (0 disables), is extracted again alone and compared with the pack answers.
+    pack_audit_share: float = DEFAULT_SHARE
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class CorpusRun:
     recovered_calls: int = 0  # calls merged from an interrupted run's journal
     journal_appends: int = 0
     merges: int = 0
+    audit: AuditReport = field(default_factory=AuditReport)
     field_changes: list[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,7 +123,16 @@ async def extract_corpus(
             backend=client.backend,
             model=client.model,
         ) as writer:
-            summary = await extract(task, pending, client, engine_settings, writer.write, log=log)
+            packed = PackedAnswers()
+
+            async def on_outcome(outcome: CallOutcome) -> None:
+                packed.observe(outcome)
+                await writer.write(outcome)
+
+            summary = await extract(task, pending, client, engine_settings, on_outcome, log=log)
+        # The lone answers are a measurement, not extractions: nothing of the audit is stored.
+        audit = await shadow_audit(task, pending, packed.answers, client, engine_settings,
+                                   share=recipe.pack_audit_share, seed=run_id, log=log)
         stats = await asyncio.to_thread(
             store.table_stats, corpus, task.name, version, recipe.retry_limit, max_model_len
         )
@@ -138,4 +153,5 @@ async def extract_corpus(
         recovered_calls=recovered,
         journal_appends=writer.transactions,
         merges=writer.merges,
+        audit=audit,
     )

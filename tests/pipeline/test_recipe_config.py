@@ -107,3 +107,11 @@ def test_auto_probes_only_the_free_knob_of_a_large_vllm_run(monkeypatch):
     seen.clear()
     assert resolve("auto", "auto", docs(60), "ollama")[0] > 1  # Ollama: packs, never probed
     assert not seen
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_pack_audit_share_is_a_share(value):
+    with pytest.raises(ValidationError, match="between 0 and 1"):
+        ExtractionConfig(pack_audit_share=value)
+    assert ExtractionConfig().pack_audit_share == 0.02
+    assert ExtractionConfig(pack_audit_share=0).pack_audit_share == 0
