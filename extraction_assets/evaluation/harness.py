@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extraction_assets.evaluation.crosstalk import first_packs, gold_crosstalk, shuffled_groups
 from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument, GoldFileMissingError
 from extraction_assets.evaluation.scoring import FieldSpec, contamination, score_documents
 from extraction_assets.evaluation.task_gold import gold_set
@@ -36,6 +37,23 @@ class EvalConfig:
     # The engine re-runs alone an item whose pack answer borrows from a pack-mate; off measures
     # the raw cross-item contamination of a pack size (what that re-run prevents).
     isolate_suspicious: bool = True
+
+
+class RecordingClient:
+    """The LLM client, recording the document ids of every request as the server gets them:
+    the original pack membership, taken from the wire, not from the engine's bookkeeping."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.requests: list[list[str]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def complete(self, messages: Any, schema: dict, schema_name: str,
+                       max_tokens: int) -> Any:
+        self.requests.append(list(schema.get("properties", {})))
+        return await self._client.complete(messages, schema, schema_name, max_tokens)
 
 
 def sample(docs: Sequence[GoldDocument], limit: int, seed: int) -> list[GoldDocument]:
@@ -72,14 +90,16 @@ async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], clie
                               max_model_len=max_model_len, isolate_suspicious=isolate_suspicious)
     summary: dict[str, Any] = {}
     error = None
+    recorder = RecordingClient(client)
     try:
-        summary = (await extract(task, documents, client, settings, on_outcome, log=log)).as_metadata()
+        summary = (await extract(task, documents, recorder, settings, on_outcome,
+                                 log=log)).as_metadata()
     except ServerUnavailableError as exc:
         # Keep what finished; the unfinished documents score as unanswered and the run says why.
         error = str(exc)
         log.error("items_per_call=%s: %s", items_per_call, exc)
     return {"predictions": predictions, "errors": errors, "packs": packs, "summary": summary,
-            "error": error}
+            "error": error, "original_packs": first_packs(recorder.requests)}
 
 
 async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
@@ -104,11 +124,14 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
                                       config.isolate_suspicious)
             scores = score_documents(gold_docs, out["predictions"], specs)
             cont = contamination(out["packs"], texts, out["predictions"])
+            original = out["original_packs"]
             runs.append({
                 "items_per_call": k,
                 "scores": scores,
                 "contamination": cont.as_dict(),
+                **crosstalk(original, gold_docs, out["predictions"], specs, config.seed),
                 "packs": out["packs"],
+                "original_packs": original,
                 "run_summary": out["summary"],
                 "error": out["error"],
                 "failed": out["errors"],
@@ -156,6 +179,9 @@ def rescore(path: Path, corpus_dir: Path | None = None) -> dict[str, Any]:
     for run in results["runs"]:
         run["scores"] = score_documents(docs, run["predictions"], specs)
         run["contamination"] = contamination(run["packs"], texts, run["predictions"]).as_dict()
+        if "original_packs" in run:
+            run.update(crosstalk(run["original_packs"], docs, run["predictions"], specs,
+                                 results["seed"]))
     results["scored_fields"] = [s.gold_field for s in specs]
     results.pop("files", None)
     write_results(results, Path(path).parent)
@@ -194,6 +220,22 @@ def load_task_gold_set(task: ExtractionTask, name: str, corpus_dir: Path | None 
     return docs, specs, not_covered
 
 
+def crosstalk(original_packs: Sequence[Sequence[str]], docs: Sequence[GoldDocument],
+              predictions: Any, specs: Any, seed: int) -> dict[str, Any]:
+    """The gold-based contamination against the original packs, and its chance level."""
+    return {
+        "crosstalk": gold_crosstalk(original_packs, docs, predictions, specs).as_dict(),
+        "crosstalk_chance": gold_crosstalk(shuffled_groups(original_packs, seed), docs,
+                                           predictions, specs).as_dict(),
+    }
+
+
+def _count(block: dict[str, Any] | None) -> str:
+    if not block or not block.get("answers"):
+        return "-"
+    return f"{block['rate']:.2f} ({block['contaminated']}/{block['answers']})"
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -209,8 +251,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"items alone {'on' if results.get('isolate_suspicious', True) else 'off'}",
         "",
         "| items_per_call | answered | " + " | ".join(fields)
-        + " | mean | contamination | items/min |",
-        "|" + "---|" * (len(fields) + 5),
+        + " | mean | contamination | gold crosstalk (original packs) | chance | re-run alone "
+        "| items/min |",
+        "|" + "---|" * (len(fields) + 8),
     ]
     for run in results["runs"]:
         overall = run["scores"]["overall"]
@@ -219,6 +262,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {run['items_per_call']} | {overall['answered']}/{overall['n_documents']} | "
             + " | ".join(cells)
             + f" | {_fmt(overall['mean_score'])} | {_fmt(run['contamination']['rate'])} | "
+            f"{_count(run.get('crosstalk'))} | {_count(run.get('crosstalk_chance'))} | "
+            f"{run['run_summary'].get('rerun_alone', 0)} | "
             f"{run['run_summary'].get('items_per_min', 0):.1f} |"
         )
     languages = sorted({lang for run in results["runs"] for lang in run["scores"]["by_language"]})
@@ -236,7 +281,11 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         "Scores: accuracy after normalisation; F1 for set fields (lists). "
         "Contamination: share of answers naming someone found only in another document of "
-        "the same pack.",
+        "the call that settled them (the engine's own detector). Gold crosstalk "
+        "(evaluation/crosstalk.py, independent of the engine): share of answers, among items "
+        "with pack-mates in their ORIGINAL pack (the first request they were sent in), with a "
+        "field matching a pack-mate's gold value and not their own gold; chance: the same on "
+        "a seeded shuffle of the documents into groups of the same sizes.",
         "",
         "Gold fields not covered by the task: "
         + (", ".join(results["not_covered_by_task"]) or "none"),
