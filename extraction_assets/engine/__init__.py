@@ -14,13 +14,13 @@ from extraction_assets.engine.schema import pack_schema, schema_name
 
 __all__ = [
     "TOO_LONG",
-    "TokenCounter",
     "EngineSettings",
     "Pack",
     "PackPlanner",
     "ParsedAnswer",
     "RunSummary",
     "ServerUnavailableError",
+    "TokenCounter",
     "build_messages",
     "estimate_tokens",
     "extract",
