@@ -310,9 +310,9 @@ async def resolve_recipe(
     """The (items_per_call, max_concurrency) of a run: numbers as configured; "auto" by the
     backend's rule, or by a probe on vLLM when many documents are pending. A fixed knob stays
     fixed whatever auto chooses for the other."""
-    fixed_n = items_per_call if items_per_call != "auto" else None
-    fixed_c = max_concurrency if max_concurrency != "auto" else None
-    if isinstance(fixed_n, int) and isinstance(fixed_c, int):
+    fixed_n = items_per_call if isinstance(items_per_call, int) else None
+    fixed_c = max_concurrency if isinstance(max_concurrency, int) else None
+    if fixed_n is not None and fixed_c is not None:
         return fixed_n, fixed_c
     backend = getattr(client, "backend", "vllm")
     if backend == "vllm" and len(pending) >= PROBE_MIN_DOCUMENTS:
