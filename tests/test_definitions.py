@@ -34,10 +34,11 @@ def test_asset_graph_shape(monkeypatch, tmp_path):
     assert node.parent_keys == {dg.AssetKey("corpus_documents")}
     assert node.code_version and node.partitions_def is not None
     checks = defs.resolve_assets_def("biography_extractions").check_keys
-    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness", "gold_sample"}
+    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness", "pack_audit",
+                                           "gold_sample"}
     # the bundled gold is written for the biography task only
     checks = defs.resolve_assets_def("translation_extractions").check_keys
-    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness"}
+    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness", "pack_audit"}
     monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "none")
     defs = build_definitions(Settings.from_env())
     checks = defs.resolve_assets_def("biography_extractions").check_keys
