@@ -68,7 +68,9 @@ def test_extracts_pending_then_nothing(store: DuckDBStore) -> None:
     first = _run(store, client, "run-1", Recipe(items_per_call=2, max_concurrency=2))
     assert first.pending_before_run == 5
     assert (first.items_per_call, first.max_concurrency) == (2, 2)
-    assert first.summary.items_ok == 5 and first.summary.calls == client.calls == 3
+    assert first.summary.items_ok == 5 and first.summary.calls == 3
+    # The shadow audit re-extracted one packed item alone (2%, at least 1); nothing of it stored.
+    assert len(first.audit.sampled) == first.audit.compared == 1 and client.calls == 4
     assert first.stats["ok"] == 5 and first.stats["pending"] == 0
     assert first.task_version == BIO.version("stub-model", {"temperature": 0.0})
     assert (first.backend, first.model) == ("vllm", "stub-model")
@@ -85,13 +87,15 @@ def test_extracts_pending_then_nothing(store: DuckDBStore) -> None:
     # Unchanged corpus: nothing pending, no call, nothing changed by this run.
     second = _run(store, client, "run-2", Recipe())
     assert second.pending_before_run == 0
-    assert second.summary.calls == 0 and client.calls == 3
+    assert second.summary.calls == 0 and client.calls == 4
+    assert second.audit.sampled == []
     assert second.changes == [] and second.stats["ok"] == 5
 
 
-def test_auto_recipe_with_little_work_uses_the_defaults(store: DuckDBStore) -> None:
+def test_auto_recipe_on_vllm_is_one_item_per_call(store: DuckDBStore) -> None:
     run = _run(store, StubClient(), "run-1", Recipe(items_per_call="auto", max_concurrency=3))
-    assert (run.items_per_call, run.max_concurrency) == (Recipe().items_per_call, 3)
+    assert Recipe().items_per_call == "auto"
+    assert (run.items_per_call, run.max_concurrency) == (1, 3)
     assert run.engine_settings.items_per_call == run.items_per_call
 
 
