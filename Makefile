@@ -1,15 +1,26 @@
-# Entry points: `make test` is what CI runs (.ci/run); `make demo` shows the whole thing.
+# Entry points: `make test` is what CI runs (.ci/run, after `make lint`); `make demo` shows the whole
+# thing; `make test-fast` is the developer loop (no vLLM server, no daemon, no browser: minutes).
 PY := .venv/bin/python
 # The same instance `make demo` writes to, so its runs show in the UI.
 DAGSTER_HOME ?= $(CURDIR)/.extraction/dagster_home
 
-.PHONY: setup test demo serve stop status ui
+.PHONY: setup test test-fast lint demo serve stop status ui
 
 setup:
 	scripts/bootstrap
 
 test: setup
 	$(PY) -m pytest -q --durations=15
+
+# Tiers are pytest markers (pyproject.toml); tests/conftest.py marks every test using the server.
+test-fast: setup
+	$(PY) -m pytest -q -m "not vllm and not dagster_daemon and not browser" --durations=10
+
+# Strict typing where configured in pyproject.toml ([tool.mypy] overrides).
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	$(PY) -m mypy
 
 demo: setup
 	$(PY) -m extraction_assets demo

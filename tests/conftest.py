@@ -13,6 +13,18 @@ from extraction_assets import serve
 # tests that are not about it keep it off; tests/pipeline/test_gold_check.py turns it on.
 os.environ.setdefault("EXTRACTION_GOLD_SAMPLE", "none")
 
+# --- markers ----------------------------------------------------------------------------------
+# Tiers (pyproject's markers; `make test-fast` = not vllm, not dagster_daemon, not browser). A test
+# whose fixtures reach the session's vLLM server is marked `vllm` here, so none can forget it.
+VLLM_FIXTURE = "_vllm_server"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if VLLM_FIXTURE in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vllm)
+
+
 # --- the vLLM server --------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,12 +51,14 @@ def _run(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_dg_check_defs(tmp_path):
     dg_cli = Path(sys.executable).parent / "dg"
     result = _run([str(dg_cli), "check", "defs"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_dagster_definitions_validate_workspace(tmp_path):
     dagster_cli = Path(sys.executable).parent / "dagster"
     result = _run([str(dagster_cli), "definitions", "validate", "-w", "workspace.yaml"], tmp_path)

@@ -41,6 +41,7 @@ def test_openai_key_never_reaches_a_vllm_server(tmp_path, vllm_url, vllm_model):
     assert sent and all(a == f"Bearer {llm_key}" for a in sent), sent
 
 
+@pytest.mark.slow
 def test_openai_key_goes_to_the_openai_backend(tmp_path):
     """Control: with LLM_BACKEND=openai the same environment does send OPENAI_API_KEY (so the
     test above looks for a header that a leak would really carry)."""

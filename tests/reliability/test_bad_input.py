@@ -71,6 +71,7 @@ def env_project(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
             yield p
 
 
+@pytest.mark.slow
 def test_bad_files_fail_clearly_and_touch_no_other_corpus(env_project):
     p = env_project
     for case, (name, data, word) in BAD_FILES.items():
@@ -105,6 +106,7 @@ TRICKY_NAMES = [
 ]
 
 
+@pytest.mark.slow
 def test_tricky_corpus_names_are_values_never_paths_or_sql(env_project, tmp_path):
     p = env_project
     (tmp_path / "escape").mkdir()

@@ -89,6 +89,7 @@ def test_every_fault_through_the_job_and_store(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "name", ["truncated JSON (finish_reason length)", "valid JSON for the wrong ids", "duplicated id"]
 )
+@pytest.mark.slow
 def test_attribution_faults_repeated_leaves_every_row_attributed(tmp_path, monkeypatch, name):
     # The same attribution fault on the first three requests: the engine's halving down to single
     # items has to work through it without ever keeping a misattributed answer.

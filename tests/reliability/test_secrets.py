@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster_shared.serdes import serialize_value
@@ -50,6 +51,7 @@ def store_text_hits(db: Path, needle: str) -> list[str]:
     return hits
 
 
+@pytest.mark.slow
 def test_planted_api_key_appears_nowhere(tmp_path, monkeypatch):
     key = f"sk-canary-{secrets.token_hex(12)}"
     with FaultInjectingOpenAIServer() as fake, RecordingProxy(fake.url) as proxy:

@@ -58,6 +58,7 @@ def _incompressible_docs(n: int, size: int, prefix: str) -> list[dict]:
             for i in range(n)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_disk_full_fails_clearly_and_keeps_the_store(tmp_path, monkeypatch):
     with tmpfs(tmp_path / "small_disk", "12M") as disk, FaultInjectingOpenAIServer() as fake:
@@ -106,6 +107,7 @@ HOLD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_store_locked_by_another_process_fails_clearly(tmp_path, monkeypatch):
     with FaultInjectingOpenAIServer() as fake:
         settings = make_project(tmp_path, monkeypatch, fake.url, "fake")
@@ -134,6 +136,7 @@ def test_store_locked_by_another_process_fails_clearly(tmp_path, monkeypatch):
             assert p.query("SELECT count(*) FROM extractions")[0][0] == 7
 
 
+@pytest.mark.slow
 def test_two_runs_of_the_same_corpus_at_once(tmp_path):
     """Two CLI runs of one corpus started together: the second waits for the first (or fails
     clearly); either way no document is extracted twice and the store stays consistent."""

@@ -170,6 +170,7 @@ LINE = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(LINE, max_size=6), newline=st.sampled_from(["\n", "\r\n"]))
 def test_fuzzed_files_end_as_the_python_reader_ends(
