@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
 import re
 import types
@@ -81,7 +82,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> None:
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
 _BASE_VIEW_COLUMNS = ("corpus", "doc_id", "task_version", "model", "extracted_at")
-_SCALARS: dict[type, str] = {bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR"}
+# Order matters: bool before int (bool is an int), datetime before date (likewise).
+_SCALARS: dict[type, str] = {
+    bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR",
+    datetime.datetime: "TIMESTAMP", datetime.date: "DATE",
+}
 
 
 def view_name(task_name: str) -> str:

@@ -133,3 +133,28 @@ def test_spec_text_is_read_not_cached(tmp_path: Path) -> None:
     first = load_task(str(path)).instructions
     path.write_text(SPEC.replace(*MEANING_EDITS["instructions"]))
     assert load_task(str(path)).instructions != first
+
+
+def test_typed_table_columns_follow_the_spec_types(tmp_path: Path) -> None:
+    """A spec's field types become the typed view's column types (a date is a DATE)."""
+    path = tmp_path / "typed.yaml"
+    path.write_text(
+        "name: typed\ninstructions: x\noutput_tokens_per_item: 10\nfields:\n"
+        "  s: {type: string}\n  i: {type: integer}\n  n: {type: number}\n  b: {type: boolean}\n"
+        "  d: {type: date, nullable: true}\n  tags: {type: list, items: {type: string}}\n")
+    task = load_task(str(path))
+    store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
+    doc = Document.make("c", "a", "text")
+    store.sync_documents("c", [doc], "r0")
+    answer = {"s": "x", "i": 1, "n": 1.5, "b": True, "d": "2024-02-29", "tags": ["t"]}
+    call = CallRecord("c1", "u", 1, 1, 1, 1, 0.1, "stop", 1, 0, None, 0.0)
+    store.record_outcomes([CallOutcome(call, [ItemResult("a", doc.content_hash, "ok", answer)])],
+                          run_id="r", corpus="c", task="typed",
+                          task_version=task.version("m", GEN), backend="vllm", model="m")
+    view = store.ensure_task_view(task.name, task.item_model)
+    with store.connect(read_only=True) as con:
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {view}").fetchall()}
+        row = con.execute(f"SELECT d, i, tags FROM {view}").fetchone()
+    assert [types[c] for c in ("s", "i", "n", "b", "d", "tags")] == [
+        "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "VARCHAR[]"]
+    assert str(row[0]) == "2024-02-29" and row[1] == 1 and row[2] == ["t"]
