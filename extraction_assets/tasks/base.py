@@ -49,7 +49,8 @@ def strict_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
             out["additionalProperties"] = False
         return out
 
-    return walk(raw)
+    schema: dict[str, Any] = walk(raw)
+    return schema
 
 
 def field_guide(model: type[pydantic.BaseModel]) -> str:

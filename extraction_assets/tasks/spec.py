@@ -280,7 +280,7 @@ def _annotation(f: FieldDef, source: str, path: str, name: str) -> Any:
     constraints = {k: v for k, v in constraints.items() if v is not None}
     if constraints:
         extra.insert(0, Field(**constraints))
-    annotated: Any = Annotated[(base, *extra)] if extra else base  # type: ignore[valid-type]
+    annotated: Any = Annotated[(base, *extra)] if extra else base
     return annotated | None if f.nullable else annotated
 
 

@@ -140,3 +140,18 @@ def test_eval_cli_needs_gold_and_texts_before_any_call(task, tmp_path: Path, cap
     with pytest.raises(SystemExit):
         eval_main(["--task", str(tmp_path / "deals.yaml")])
     assert "--gold is required" in capsys.readouterr().err
+
+
+def test_eval_report_has_a_row_per_language(task) -> None:  # type: ignore[no-untyped-def]
+    from extraction_assets.evaluation.harness import markdown
+
+    docs = load_task_gold(task)
+    scores = score_documents(docs, {"a": {"kind": "merger"}, "b": {"kind": "merger"}},
+                             task_field_specs(task))
+    results = {"gold": "deals", "n_documents": 2, "backend": "vllm", "model": "m", "task": "deals",
+               "task_version": "v", "seed": 0, "scored_fields": ["kind"], "not_covered_by_task": [],
+               "runs": [{"items_per_call": 1, "scores": scores, "contamination": {"rate": None},
+                         "run_summary": {}}]}
+    report = markdown(results)
+    assert "| 1 | de | 1/1 | 0.00 |" in report
+    assert "| 1 | en | 1/1 | 1.00 |" in report
