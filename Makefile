@@ -1,8 +1,10 @@
 # Entry points: `make test` is what CI runs (.ci/run, after `make lint`); `make demo` shows the whole
 # thing; `make test-fast` is the developer loop (no vLLM server, no daemon, no browser: minutes).
 PY := .venv/bin/python
-# The same instance `make demo` writes to, so its runs show in the UI.
-DAGSTER_HOME ?= $(CURDIR)/.extraction/dagster_home
+# The same home and instance `make demo` writes to (extraction_assets/settings.py), so its runs show
+# in the UI.
+EXTRACTION_HOME ?= $(CURDIR)/.extraction
+DAGSTER_HOME ?= $(EXTRACTION_HOME)/dagster_home
 
 .PHONY: setup test test-fast lint demo serve stop status ui
 
@@ -25,7 +27,7 @@ lint: setup
 demo: setup
 	$(PY) -m extraction_assets demo
 
-# The shared local vLLM server (state in $${EXTRACTION_HOME:-~/.cache/extraction-assets}/server).
+# The local vLLM server (state in $(EXTRACTION_HOME)/server).
 serve: setup
 	$(PY) -m extraction_assets serve start
 

@@ -5,8 +5,6 @@ Which backend, model, store and tasks are used is read from the environment (see
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from extraction_assets.corpora.assets import corpus_documents
@@ -19,11 +17,12 @@ from resources.llm import LLMResource, api_key_env_var
 from resources.store import DuckDBStore
 
 
-def llm_resource_from_env() -> LLMResource:
+def llm_resource_from_env(settings: Settings | None = None) -> LLMResource:
     """The LLM resource for this environment; an API key is passed as an EnvVar reference so its value
     never appears in the UI's resource configuration or in run config."""
-    llm = LLMResource.from_env()
-    key_var = api_key_env_var(llm.backend)
+    settings = settings or Settings.from_env()
+    llm = LLMResource.from_env(settings.llm)
+    key_var = api_key_env_var(llm.backend, settings.llm)
     if key_var is None:
         return llm
     fields = {name: getattr(llm, name) for name in LLMResource.model_fields if name != "api_key"}
@@ -32,14 +31,14 @@ def llm_resource_from_env() -> LLMResource:
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
-    llm = LLMResource.from_env()
+    llm = LLMResource.from_env(settings.llm)
     task_assets = [a for name in settings.tasks for a in build_task_assets(get_task(name), llm, settings)]
     job = dg.define_asset_job(
         "extract_corpus",
         selection=dg.AssetSelection.assets(corpus_documents, *task_assets),
         description="Sync a corpus from its source folder, extract what is pending, refresh typed tables.",
     )
-    running = os.environ.get("EXTRACTION_AUTOMATION_DEFAULT", "running") == "running"
+    running = settings.automation_running
     return dg.Definitions(
         assets=[corpus_documents, *task_assets],
         jobs=[job],
@@ -58,8 +57,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             )
         ],
         resources={
-            "llm": llm_resource_from_env(),
+            "llm": llm_resource_from_env(settings),
             "store": DuckDBStore(path=str(settings.store_path)),
+            "settings": settings,
         },
     )
 

@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+from dataclasses import replace
 
 from extraction_assets.cli._run import (
     ensure_server,
@@ -27,9 +27,10 @@ def main(args: argparse.Namespace | None = None) -> int:
     """`demo`: the embedded server, every corpus under the source root, a summary."""
     settings = Settings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True)
-    dagster_home = prepare_dagster_home(settings.home)
-    url = ensure_server()
-    os.environ.setdefault("LLM_BASE_URL", url)
+    dagster_home = prepare_dagster_home(settings)
+    url = ensure_server(settings)
+    if not settings.llm.base_url:
+        settings = replace(settings, llm=settings.llm.model_copy(update={"base_url": url}))
     t0 = time.monotonic()
     corpora, run_ids, ok = run_corpora(settings)
     if not corpora:

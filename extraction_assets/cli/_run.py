@@ -21,9 +21,9 @@ from extraction_assets.settings import Settings
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def prepare_dagster_home(home: Path) -> Path:
+def prepare_dagster_home(settings: Settings) -> Path:
     """A persistent DAGSTER_HOME holding the project's dagster.yaml (the UI then shows the runs)."""
-    dagster_home = Path(os.environ.get("DAGSTER_HOME", home / "dagster_home")).resolve()
+    dagster_home = settings.dagster_home or settings.home / "dagster_home"
     dagster_home.mkdir(parents=True, exist_ok=True)
     source = REPO_ROOT / "dagster.yaml"
     if source.exists() and not (dagster_home / "dagster.yaml").exists():
@@ -38,12 +38,12 @@ def prepare_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
-def ensure_server() -> str:
+def ensure_server(settings: Settings) -> str:
     """The URL of a server that answers; starts the embedded one when none is configured."""
     from extraction_assets import serve
 
-    if os.environ.get("LLM_BASE_URL") or os.environ.get("LLM_BACKEND", "vllm") != "vllm":
-        return os.environ.get("LLM_BASE_URL", "(backend default)")
+    if settings.llm.base_url or settings.llm.backend != "vllm":
+        return settings.llm.base_url or "(backend default)"
     status = serve.server_status()
     if status.running and status.ready and status.url:
         print(f"using the running local server {status.url} ({status.model})")
@@ -61,7 +61,7 @@ def run_corpora(
     settings: Settings, corpora: list[str] | None = None, run_config: dict[str, Any] | None = None
 ) -> tuple[list[str], list[str], bool]:
     """Run the `extract_corpus` job for each corpus on the persistent instance: (corpora, run ids, ok)."""
-    # Imported after the environment is settled: the definitions read it.
+    # Imported here: the definitions pull in the whole engine.
     from extraction_assets.corpora.partitions import corpus_partitions
     from extraction_assets.corpora.sources import list_corpora
     from extraction_assets.definitions import build_definitions
@@ -85,16 +85,21 @@ def run_corpora(
 
 
 def recipe_config(
-    settings: Settings, items_per_call: int | str, max_concurrency: int | str, isolate: bool
+    settings: Settings,
+    items_per_call: int | str | None,
+    max_concurrency: int | str | None,
+    isolate: bool,
 ) -> dict[str, Any]:
-    """The run config that sets the recipe of every task's extraction step."""
+    """The run config that sets the recipe of every task's extraction step (None: the step's own
+    default, written once in `extractions.run.Recipe`)."""
     from extraction_assets.tasks import load_task
 
-    config = {
+    given = {
         "items_per_call": items_per_call,
         "max_concurrency": max_concurrency,
         "isolate_suspicious": isolate,
     }
+    config = {k: v for k, v in given.items() if v is not None}
     return {
         "ops": {f"{load_task(ref).name}_extractions": {"config": config} for ref in settings.tasks}
     }
@@ -104,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """`run`: the job for the given corpora (default all) against the configured server."""
     settings = Settings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True)
-    prepare_dagster_home(settings.home)
+    prepare_dagster_home(settings)
     run_config = recipe_config(
         settings, args.items_per_call, args.max_concurrency, args.isolate_suspicious
     )
@@ -163,12 +168,13 @@ def add_command(sub: Any) -> None:
     )
     run_p.add_argument("corpus", nargs="*", help="corpus (partition) names (default: all)")
     run_p.add_argument(
-        "--items-per-call", type=_int_or_auto, default="auto",
-        help='documents per request, or "auto" (default: 1 on vLLM, packs on Ollama/OpenAI)',
+        "--items-per-call", type=_int_or_auto, default=None,
+        help='documents per request, or "auto" (default: auto, 1 on vLLM, packs on Ollama/OpenAI)',
     )
     run_p.add_argument(
-        "--max-concurrency", type=_int_or_auto, default="auto",
-        help='requests in flight, or "auto" (default: up to 64 on vLLM, bounded by its KV cache)',
+        "--max-concurrency", type=_int_or_auto, default=None,
+        help='requests in flight, or "auto" (default: auto, up to 64 on vLLM, bounded by its KV '
+        'cache)',
     )
     run_p.add_argument(
         "--no-isolate-suspicious",

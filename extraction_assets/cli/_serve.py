@@ -98,8 +98,8 @@ def add_commands(sub: Any) -> None:
         "--state-dir",
         type=Path,
         default=None,
-        help="holds vllm.pid, vllm.log, server.json (default $EXTRACTION_HOME/server, "
-        "EXTRACTION_HOME defaults to ~/.cache/extraction-assets)",
+        help="holds vllm.pid, vllm.log, server.json (default $EXTRACTION_HOME/server; "
+        "EXTRACTION_HOME defaults to .extraction/ in the checkout)",
     )
     start = serve_sub.add_parser("start", parents=[state], help="start and wait until ready")
     d = serve.ServerConfig()
@@ -144,6 +144,12 @@ def add_commands(sub: Any) -> None:
     model_p = sub.add_parser("model", help="prepare the embedded SmolLM2 model")
     model_sub = model_p.add_subparsers(dest="action", required=True, metavar="ACTION")
     prep = model_sub.add_parser("prepare", help="convert the embedded GGUF into the cache")
-    prep.add_argument("--dest", type=Path, default=None, help="default $EXTRACTION_MODEL_CACHE")
+    prep.add_argument(
+        "--dest",
+        type=Path,
+        default=None,
+        help="default $EXTRACTION_MODEL_CACHE, else ~/.cache/extraction-assets/models/"
+        + model_cache.MODEL_NAME,
+    )
     prep.add_argument("--force", action="store_true")
     prep.set_defaults(func=cmd_model_prepare)

@@ -23,16 +23,18 @@ OWNERS = ["team:data-extraction"]
         "into the store by id and content hash. Documents gone from the source are tombstoned, never erased."
     ),
 )
-def corpus_documents(context: dg.AssetExecutionContext, store: DuckDBStore) -> dg.MaterializeResult:
+def corpus_documents(
+    context: dg.AssetExecutionContext, store: DuckDBStore, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
     corpus = context.partition_key
-    settings = Settings.from_env()
+    limit = settings.max_file_bytes
     started = time.perf_counter()
     try:
         # Fingerprint first: a folder unchanged since the last sync is not read again. The sync
         # reads and validates the whole corpus before writing: a bad file leaves the store as it was.
-        scan = scan_corpus(settings.source_root, corpus)
+        scan = scan_corpus(settings.source_root, corpus, limit)
         sync = store.sync_corpus(
-            scan, context.run.run_id, lambda: iter_corpus(settings.source_root, corpus)
+            scan, context.run.run_id, lambda: iter_corpus(settings.source_root, corpus, limit)
         )
     except CorpusError as exc:
         raise dg.Failure(

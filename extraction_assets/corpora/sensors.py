@@ -29,7 +29,7 @@ def build_source_sensor(
         ),
     )
     def corpus_source_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        root = Settings.from_env().source_root
+        root = settings.source_root
         previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         corpora = list_corpora(root)
         known = set(context.instance.get_dynamic_partitions(corpus_partitions.name))

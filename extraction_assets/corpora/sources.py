@@ -25,7 +25,7 @@ On-disk layout
   record that is not an object, a missing/empty id, missing or non-string text, a missing
   column, empty (whitespace-only) text, duplicated ids across all files (all of them, with
   where), unknown entries, a bad ``corpus.yaml``, a file larger than the size limit
-  (``max_file_bytes``, default 1 GiB, env ``EXTRACTION_MAX_FILE_BYTES``).
+  (``max_file_bytes``, default 1 GiB; the assets pass ``EXTRACTION_MAX_FILE_BYTES``).
 - Corpus names must be safe partition keys: 1-100 characters, no path separators, no
   ``..``, no leading dot, no leading/trailing whitespace, no control characters and none of
   ``| , [ ]`` (reserved by Dagster multi-partition keys). Spaces, quotes and non-Latin
@@ -50,12 +50,11 @@ from pathlib import Path
 from typing import Any
 
 from extraction_assets.corpora._formats import CONFIG_NAME, FORMATS, CorpusConfig, load_config
+from extraction_assets.settings import DEFAULT_MAX_FILE_BYTES
 from extraction_assets.types import CorpusFile, CorpusScan, Document
 
 log = logging.getLogger(__name__)
 
-ENV_MAX_FILE_BYTES = "EXTRACTION_MAX_FILE_BYTES"
-DEFAULT_MAX_FILE_BYTES = 1 << 30
 MAX_CORPUS_NAME_LEN = 100
 # How many offending ids an error message lists before summarising.
 _MAX_LISTED = 20
@@ -187,7 +186,7 @@ def _corpus_files(root: Path, corpus: str) -> list[tuple[str, Path]]:
 def _max_bytes(max_file_bytes: int | None) -> int:
     if max_file_bytes is not None:
         return max_file_bytes
-    return int(os.environ.get(ENV_MAX_FILE_BYTES, DEFAULT_MAX_FILE_BYTES))
+    return DEFAULT_MAX_FILE_BYTES
 
 
 def _listing(items: list[str]) -> str:

@@ -26,6 +26,7 @@ from extraction_assets.engine.parsing import parse_answer
 from extraction_assets.engine.progress import Progress, report_periodically
 from extraction_assets.engine.prompts import build_messages, system_message
 from extraction_assets.engine.schema import pack_schema, schema_name
+from extraction_assets.settings import DEFAULT_MAX_MODEL_LEN
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
 from resources.backends.base import Completion, ContextLengthError, LLMClient, TransportError
 
@@ -43,7 +44,7 @@ OnOutcome = Callable[[CallOutcome], Awaitable[None]]
 class EngineSettings:
     items_per_call: int = 20
     max_concurrency: int = 10
-    max_model_len: int = 8192
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN
     progress_interval_s: float = 5.0
     # Conservative (utf-8 bytes per token) estimate for backends without a tokenizer endpoint.
     chars_per_token: float = 2.0

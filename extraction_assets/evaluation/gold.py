@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from extraction_assets.evaluation.normalize import (
     grade_from_text,
     parse_year,
 )
+from extraction_assets.settings import Settings
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 REDOCRED_FILE = "redocred/dev_revised.json"
 TAQRIB_EDITIONS = {
     "JK000121": "taqrib/taqrib.JK000121.txt",
@@ -41,8 +40,8 @@ class GoldFileMissingError(FileNotFoundError):
 
 
 def data_dir() -> Path:
-    """$EXTRACTION_EVAL_DATA, else ../shared/data beside the repository."""
-    return Path(os.environ.get("EXTRACTION_EVAL_DATA") or DEFAULT_DATA_DIR)
+    """$EXTRACTION_EVAL_DATA, else ../shared/data beside the checkout."""
+    return Settings.from_env().eval_data_dir
 
 
 def _require(root: Path, rel: str) -> Path:

@@ -146,12 +146,15 @@ def gold_set_names(task: ExtractionTask, configured: Sequence[str]) -> list[str]
     return names
 
 
-def gold_set(task: ExtractionTask, name: str) -> tuple[list[GoldDocument], list[FieldSpec]]:
+def gold_set(
+    task: ExtractionTask, name: str, root: Path | None = None
+) -> tuple[list[GoldDocument], list[FieldSpec]]:
     """(documents, field specs) of one gold set for this task: its own gold when `name` is the
-    task's name, else a built-in set. KeyError for an unknown set; GoldFileMissingError."""
+    task's name, else a built-in set (from `root`, default `data_dir()`). KeyError for an unknown
+    set; GoldFileMissingError."""
     if name == task.name and task.gold is not None:
         return load_task_gold(task), task_field_specs(task)
     if name not in GOLD_SETS:
         raise KeyError(name)
     specs, _ = covered_specs(FIELD_SPECS[name], task.item_model.model_fields)
-    return load_gold(name), specs
+    return load_gold(name, root), specs

@@ -110,7 +110,7 @@ async def evaluate_gold_sample(task: ExtractionTask, settings: Settings, run: Go
         problems.append(f"no gold set for task {task.name} in EXTRACTION_GOLD_SAMPLE")
     for name, size in gold_sets_for(task, settings):
         try:
-            docs, specs = gold_set(task, name)
+            docs, specs = gold_set(task, name, settings.eval_data_dir)
         except KeyError:
             problems.append(f"{name}: unknown gold set (known: {', '.join(sorted(GOLD_SETS))})")
             continue

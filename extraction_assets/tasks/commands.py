@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +20,9 @@ from extraction_assets.tasks.spec import TaskSpecError
 
 def configured_refs() -> list[str]:
     """EXTRACTION_TASKS as a list of references (default biography)."""
-    return [t.strip() for t in os.environ.get("EXTRACTION_TASKS", "biography").split(",")
-            if t.strip()]
+    from extraction_assets.settings import Settings
+
+    return list(Settings.from_env().tasks)
 
 
 def model_identity() -> tuple[str, dict[str, Any]]:

@@ -170,7 +170,7 @@ def test_file_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         read_corpus(tmp_path, "c", max_file_bytes=10)
     monkeypatch.setenv("EXTRACTION_MAX_FILE_BYTES", "10")
     with pytest.raises(CorpusError, match="10-byte limit"):
-        read_corpus(tmp_path, "c")
+        read_corpus(tmp_path, "c", Settings.from_env().max_file_bytes)
 
 
 def test_iteration_is_streaming(tmp_path: Path) -> None:
