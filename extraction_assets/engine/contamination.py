@@ -23,7 +23,8 @@ again with the document alone in the prompt (where there is nothing to borrow fr
 
 A false positive costs one extra call of one item; a miss stores a borrowed value, so the rules
 lean to flagging. Comparison keys: NFC, Arabic diacritics and letter variants folded, case folded, punctuation
-dropped, whole-token matching (`text_key`, the evaluation's `normalize_name`). The evaluation's
+dropped, whole-token matching (`text_key`: `extraction_assets.text.normalize_name`, the
+evaluation's name key too). The evaluation's
 contamination measure uses `find_borrowed` too (one detector).
 """
 
@@ -34,9 +35,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# The evaluation package imports this module back (scoring): only the normalisation module is
-# imported here, and scoring imports this module as a module, so either import order works.
-from extraction_assets.evaluation.normalize import normalize_name as text_key
+from extraction_assets.text import is_arabic
+from extraction_assets.text import normalize_name as text_key
 
 # Capitalised at the start of an English sentence, common in any biography or translation.
 _FUNCTION_WORDS = frozenset({
@@ -60,7 +60,6 @@ _INJECTION = re.compile(
 _DELIMITER = re.compile(r"</?\s*item\b[^>]*\b(?:id|key)\s*=", re.IGNORECASE)
 _FORGED_ID = re.compile(r"<\s*item\b[^>]*\bid\s*=\s*[\"']?([^\"'\s>]+)", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
-_ARABIC = re.compile(r"[\u0600-\u06FF]")
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def answer_candidates(answer: Mapping[str, Any], names: Collection[str] = ()) ->
         for word in _WORD.findall(value):
             if sum(c.isalpha() for c in word) < 4 or word.casefold() in _FUNCTION_WORDS:
                 continue
-            if _ARABIC.search(word) or word[0].isupper() or word.casefold() in names:
+            if is_arabic(word) or word[0].isupper() or word.casefold() in names:
                 tokens.append(word)
     return values + [t for t in dict.fromkeys(tokens) if t not in values]
 

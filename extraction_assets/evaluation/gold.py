@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from extraction_assets.evaluation.normalize import (
-    arabic_tokens,
     complete_century,
     find_death_year,
     find_kunya,
@@ -26,6 +25,7 @@ from extraction_assets.evaluation.normalize import (
     parse_year,
 )
 from extraction_assets.settings import Settings
+from extraction_assets.text import arabic_tokens
 
 REDOCRED_FILE = "redocred/dev_revised.json"
 TAQRIB_EDITIONS = {

@@ -13,16 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# A module import: the engine's detector imports evaluation.normalize, so this package and the
-# engine may be half-initialised when either imports the other.
 import extraction_assets.engine.contamination as detector
 from extraction_assets.evaluation.gold import GoldDocument
-from extraction_assets.evaluation.normalize import (
-    grade_from_text,
-    names_match,
-    normalize_kunya,
-    normalize_name,
-)
+from extraction_assets.evaluation.normalize import grade_from_text, normalize_kunya
+from extraction_assets.text import names_match, normalize_name
 
 
 @dataclass(frozen=True)

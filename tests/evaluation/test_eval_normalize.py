@@ -12,12 +12,11 @@ from extraction_assets.evaluation.normalize import (
     find_kunya,
     generation_from_text,
     grade_from_text,
-    names_match,
     normalize_kunya,
-    normalize_name,
     parse_arabic_number,
     parse_year,
 )
+from extraction_assets.text import names_match, normalize_name
 
 
 @pytest.mark.parametrize(
