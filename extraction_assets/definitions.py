@@ -12,7 +12,7 @@ from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
 from extraction_assets.extractions.assets import build_task_assets
 from extraction_assets.settings import Settings
-from extraction_assets.tasks import get_task
+from extraction_assets.tasks import load_tasks
 from resources.llm import LLMResource, api_key_env_var
 from resources.store import DuckDBStore
 
@@ -32,7 +32,7 @@ def llm_resource_from_env(settings: Settings | None = None) -> LLMResource:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     llm = LLMResource.from_env(settings.llm)
-    task_assets = [a for name in settings.tasks for a in build_task_assets(get_task(name), llm, settings)]
+    task_assets = [a for task in load_tasks(settings.tasks) for a in build_task_assets(task, llm, settings)]
     job = dg.define_asset_job(
         "extract_corpus",
         selection=dg.AssetSelection.assets(corpus_documents, *task_assets),

@@ -19,6 +19,7 @@ from extraction_assets.tasks.loading import (
     TASKS,
     list_task_refs,
     load_task,
+    load_tasks,
     register_task,
 )
 from extraction_assets.tasks.spec import TaskSpecError, read_spec, task_from_dict, task_from_spec
@@ -36,6 +37,7 @@ __all__ = [
     "get_task",
     "list_task_refs",
     "load_task",
+    "load_tasks",
     "read_spec",
     "register_task",
     "strict_schema",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from extraction_assets.tasks.base import ExtractionTask
@@ -50,6 +51,22 @@ def load_task(ref: str | Path | ExtractionTask) -> ExtractionTask:
         f"unknown extraction task {text!r}: give a built-in name ({', '.join(sorted(BUILTIN_TASKS))}), "
         "an import path module:ATTRIBUTE, or a .yaml/.yml/.json spec file"
     )
+
+
+def load_tasks(refs: Iterable[str]) -> list[ExtractionTask]:
+    """The tasks of several references (EXTRACTION_TASKS); two of one name are refused (they
+    would make the same assets and share stored rows)."""
+    tasks: list[ExtractionTask] = []
+    seen: dict[str, str] = {}
+    for ref in refs:
+        task = load_task(ref)
+        if task.name in seen:
+            raise TaskSpecError(
+                str(ref), "", f"{seen[task.name]} and {ref} both define task {task.name!r}: "
+                "give one of them another name")
+        seen[task.name] = str(ref)
+        tasks.append(task)
+    return tasks
 
 
 def _import_task(ref: str) -> ExtractionTask:

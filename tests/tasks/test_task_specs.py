@@ -206,3 +206,15 @@ def test_builtins_load_through_the_public_references() -> None:
         assert load_task(name).name == name
         assert load_task(ref).version("m", {}) == load_task(name).version("m", {})
     assert task_from_spec(BUILTIN_TASKS["translation"]).name == "translation"
+
+
+def test_two_references_to_one_task_name_are_refused(tmp_path: Path) -> None:
+    """Two tasks named alike would make the same assets and share stored rows: refused,
+    naming both references."""
+    from extraction_assets.tasks import load_tasks
+
+    first = write(tmp_path, INVOICE, "a.yaml")
+    second = write(tmp_path, INVOICE.replace("You extract", "Extract"), "b.yaml")
+    assert [t.name for t in load_tasks(["biography", str(first)])] == ["biography", "invoice"]
+    with pytest.raises(TaskSpecError, match=r"a\.yaml and .*b\.yaml both define task 'invoice'"):
+        load_tasks([str(first), str(second)])
