@@ -35,10 +35,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extraction_assets import serve
+from extraction_assets.errors import GoldFileMissingError
 from extraction_assets.evaluation.gold import (
     TAQRIB_EDITIONS,
     GoldDocument,
-    GoldFileMissingError,
     compare_editions,
     data_dir,
     load_taqrib,

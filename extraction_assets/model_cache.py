@@ -13,6 +13,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from extraction_assets.errors import ModelUnavailable
 from extraction_assets.settings import Settings, user_cache_dir
 
 MODEL_NAME = "smollm2-135m-instruct"
@@ -32,10 +33,6 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-
-
-class ModelUnavailable(RuntimeError):
-    """The embedded model cannot be prepared (package missing, conversion failed)."""
 
 
 def model_cache_dir(settings: Settings | None = None) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from extraction_assets.errors import ServerError
 from extraction_assets.model_cache import MODEL_NAME, is_prepared, model_cache_dir, prepare_model
 from extraction_assets.settings import DEFAULT_MAX_MODEL_LEN, Settings
 
@@ -139,10 +140,6 @@ def build_env(config: ServerConfig, base: dict[str, str] | None = None) -> dict[
 
 
 # --- failures ---------------------------------------------------------------------------------
-
-
-class ServerError(RuntimeError):
-    """The server could not be started (the message says why and what to do)."""
 
 
 # Ordered: the first matching reason wins (an import error can mention memory, not the reverse).

@@ -9,22 +9,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from resources.llm import (
-        Completion,
-        ContextLengthError,
-        LLMClient,
-        LLMResource,
-        RequestRejectedError,
-        TransportError,
-    )
+    from resources.llm import Completion, LLMClient, LLMResource
 
 __all__ = [
     "Completion",
-    "ContextLengthError",
     "LLMClient",
     "LLMResource",
-    "RequestRejectedError",
-    "TransportError",
 ]
 
 

@@ -11,14 +11,7 @@ import dagster as dg
 from pydantic import Field
 
 from extraction_assets.settings import DEFAULT_MAX_MODEL_LEN, LLMEnvironment
-from resources.backends.base import (
-    Completion,
-    ContextLengthError,
-    LLMClient,
-    RequestRejectedError,
-    TransportError,
-    split_base_urls,
-)
+from resources.backends.base import Completion, LLMClient, split_base_urls
 
 BACKENDS = ("vllm", "ollama", "openai")
 DEFAULT_BASE_URL = {
@@ -126,10 +119,7 @@ class LLMResource(dg.ConfigurableResource):
 __all__ = [
     "BACKENDS",
     "Completion",
-    "ContextLengthError",
     "LLMClient",
     "LLMResource",
-    "RequestRejectedError",
-    "TransportError",
     "api_key_env_var",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from extraction_assets import serve
+from extraction_assets.errors import ServerError
 
 # The gold_sample check extracts its gold documents (10 by default) in every fresh store: the
 # tests that are not about it keep it off; tests/pipeline/test_gold_check.py turns it on.
@@ -47,7 +48,7 @@ def _vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
     )
     try:
         handle = serve.start_server(config)
-    except serve.ServerError as exc:
+    except ServerError as exc:
         pytest.fail(f"could not start the test vLLM server: {exc}", pytrace=False)
     try:
         yield handle.url, handle.model

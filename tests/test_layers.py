@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUND_FLOOR = ("extraction_assets/settings.py", "extraction_assets/text.py")
+GROUND_FLOOR = (
+    "extraction_assets/settings.py",
+    "extraction_assets/text.py",
+    "extraction_assets/errors.py",
+)
 PROJECT = ("extraction_assets", "resources")
 
 

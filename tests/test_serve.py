@@ -16,6 +16,7 @@ import pytest
 
 from extraction_assets import serve
 from extraction_assets.__main__ import main as cli_main
+from extraction_assets.errors import ServerError
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +106,7 @@ def test_start_refuses_a_port_in_use_before_launching(tmp_path):
         assert serve.port_in_use("127.0.0.1", port)
         config = serve.ServerConfig(gpu=False, port=port, state_dir=tmp_path, ready_timeout=5)
         with pytest.raises(
-            serve.ServerError, match=rf"port 127\.0\.0\.1:{port} is in use by another"
+            ServerError, match=rf"port 127\.0\.0\.1:{port} is in use by another"
         ):
             serve.start_server(config)
     assert not (tmp_path / "vllm.pid").exists() and not (tmp_path / "vllm.log").exists()
@@ -157,7 +158,7 @@ def test_wait_until_ready_reports_a_dead_process_with_its_log(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
     serve._children[proc.pid] = proc
     url = f"http://127.0.0.1:{serve.free_port()}/v1"
-    with pytest.raises(serve.ServerError, match="package missing") as info:
+    with pytest.raises(ServerError, match="package missing") as info:
         serve.wait_until_ready(url, timeout=30, pid=proc.pid, log_path=log)
     assert "No module named 'vllm._C'" in str(info.value)
 

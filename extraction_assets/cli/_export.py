@@ -13,7 +13,8 @@ FORMATS = ("csv", "jsonl", "parquet")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from extraction_assets.tasks import TaskSpecError, load_task
+    from extraction_assets.errors import TaskSpecError
+    from extraction_assets.tasks import load_task
     from resources.store import DuckDBStore
 
     settings = Settings.from_env()

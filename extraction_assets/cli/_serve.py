@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from extraction_assets import model_cache, serve
+from extraction_assets.errors import ModelUnavailable, ServerError
 
 
 def _serve_config(args: argparse.Namespace) -> serve.ServerConfig:
@@ -44,7 +45,7 @@ def cmd_serve_start(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         handle = serve.start_server(config)
-    except (serve.ServerError, model_cache.ModelUnavailable) as exc:
+    except ServerError as exc:  # ModelUnavailable is one
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(
@@ -77,7 +78,7 @@ def cmd_model_prepare(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     try:
         path = model_cache.prepare_model(dest, force=args.force)
-    except model_cache.ModelUnavailable as exc:
+    except ModelUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"model converted in {time.monotonic() - t0:.0f} s: {path}")

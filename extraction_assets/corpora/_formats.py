@@ -2,7 +2,7 @@
 
 A file's format is its extension (``FORMATS``); which key or column holds the id and the text
 comes from the corpus's optional ``corpus.yaml`` (:class:`CorpusConfig`). Every reader raises
-:class:`~extraction_assets.corpora.sources.CorpusError` naming the corpus, the file, the line
+:class:`~extraction_assets.errors.CorpusError` naming the corpus, the file, the line
 or row and the document id when known; checks that need the whole corpus (duplicated ids,
 empty texts) are done by the caller.
 """

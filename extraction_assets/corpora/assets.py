@@ -5,7 +5,8 @@ import time
 import dagster as dg
 
 from extraction_assets.corpora.partitions import corpus_partitions
-from extraction_assets.corpora.sources import CorpusError, iter_corpus, scan_corpus
+from extraction_assets.corpora.sources import iter_corpus, scan_corpus
+from extraction_assets.errors import CorpusError
 from extraction_assets.settings import Settings
 from resources.store import DuckDBStore
 

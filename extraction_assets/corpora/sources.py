@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from extraction_assets.corpora._formats import CONFIG_NAME, FORMATS, CorpusConfig, load_config
+from extraction_assets.errors import CorpusError
 from extraction_assets.settings import DEFAULT_MAX_FILE_BYTES
 from extraction_assets.types import CorpusFile, CorpusScan, Document
 
@@ -60,15 +61,6 @@ MAX_CORPUS_NAME_LEN = 100
 _MAX_LISTED = 20
 _IGNORED_NAMES = {"readme.md"}
 _RESERVED_CHARS = set("|,[]/\\")
-
-
-class CorpusError(ValueError):
-    """A corpus cannot be read as it is; the message says where and why."""
-
-    def __init__(self, message: str, corpus: str, document: str | None = None) -> None:
-        super().__init__(message)
-        self.corpus = corpus
-        self.document = document
 
 
 def validate_corpus_name(corpus: str) -> str:

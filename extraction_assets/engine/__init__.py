@@ -3,13 +3,7 @@
 from extraction_assets.engine.packing import Pack, PackPlanner, TokenCounter, estimate_tokens
 from extraction_assets.engine.parsing import ParsedAnswer, parse_answer
 from extraction_assets.engine.prompts import build_messages, system_message
-from extraction_assets.engine.runner import (
-    TOO_LONG,
-    EngineSettings,
-    RunSummary,
-    ServerUnavailableError,
-    extract,
-)
+from extraction_assets.engine.runner import TOO_LONG, EngineSettings, RunSummary, extract
 from extraction_assets.engine.schema import pack_schema, schema_name
 
 __all__ = [
@@ -19,7 +13,6 @@ __all__ = [
     "PackPlanner",
     "ParsedAnswer",
     "RunSummary",
-    "ServerUnavailableError",
     "TokenCounter",
     "build_messages",
     "estimate_tokens",

@@ -26,9 +26,10 @@ from extraction_assets.engine.parsing import parse_answer
 from extraction_assets.engine.progress import Progress, report_periodically
 from extraction_assets.engine.prompts import build_messages, system_message
 from extraction_assets.engine.schema import pack_schema, schema_name
+from extraction_assets.errors import ContextLengthError, ServerUnavailableError, TransportError
 from extraction_assets.settings import DEFAULT_MAX_MODEL_LEN
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
-from resources.backends.base import Completion, ContextLengthError, LLMClient, TransportError
+from resources.backends.base import Completion, LLMClient
 
 if TYPE_CHECKING:
     from extraction_assets.tasks.base import ExtractionTask
@@ -70,10 +71,6 @@ class RunSummary:
 
     def as_metadata(self) -> dict[str, Any]:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-class ServerUnavailableError(RuntimeError):
-    """The LLM server stayed unreachable; unfinished documents got no result (still pending)."""
 
 
 def _share(total: int, n: int, index: int) -> int:

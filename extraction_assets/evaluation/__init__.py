@@ -6,23 +6,16 @@ own gold file (see __main__ and task_gold).
 
 from extraction_assets.evaluation.gold import (
     GoldDocument,
-    GoldFileMissingError,
     compare_editions,
     load_gold,
     load_redocred,
     load_taqrib,
 )
 from extraction_assets.evaluation.scoring import contamination, score_documents, value_match
-from extraction_assets.evaluation.task_gold import (
-    GoldFileError,
-    load_task_gold,
-    task_field_specs,
-)
+from extraction_assets.evaluation.task_gold import load_task_gold, task_field_specs
 
 __all__ = [
     "GoldDocument",
-    "GoldFileError",
-    "GoldFileMissingError",
     "compare_editions",
     "contamination",
     "load_gold",

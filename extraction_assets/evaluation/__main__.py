@@ -17,8 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
-from extraction_assets.evaluation.gold import GOLD_SETS, GoldFileMissingError, compare_editions
-from extraction_assets.evaluation.task_gold import GoldFileError
+from extraction_assets.errors import GoldFileError, GoldFileMissingError
+from extraction_assets.evaluation.gold import GOLD_SETS, compare_editions
 
 
 def _sizes(text: str) -> list[int]:
@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
             print(markdown(rescore(args.rescore, args.corpus)))
             return 0
+        from extraction_assets.errors import TaskSpecError
         from extraction_assets.evaluation.harness import EvalConfig, evaluate, markdown
-        from extraction_assets.tasks import TaskSpecError, load_task
+        from extraction_assets.tasks import load_task
 
         try:
             has_gold = load_task(args.task).gold is not None

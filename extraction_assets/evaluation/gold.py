@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from extraction_assets.errors import GoldFileMissingError
 from extraction_assets.evaluation.normalize import (
     complete_century,
     find_death_year,
@@ -33,10 +34,6 @@ TAQRIB_EDITIONS = {
     "Shamela0008609": "taqrib/taqrib.Shamela0008609.txt",
 }
 NARRATORS_FILE = "ar-sanad/lite_narrators.csv"
-
-
-class GoldFileMissingError(FileNotFoundError):
-    """A gold file is not where the evaluation expects it."""
 
 
 def data_dir() -> Path:

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from extraction_assets.errors import GoldFileMissingError
 from extraction_assets.evaluation.crosstalk import first_packs, gold_crosstalk, shuffled_groups
-from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument, GoldFileMissingError
+from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument
 from extraction_assets.evaluation.scoring import FieldSpec, contamination, score_documents
 from extraction_assets.evaluation.task_gold import gold_set
 from extraction_assets.tasks import ExtractionTask, load_task
@@ -69,7 +70,8 @@ async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], clie
                         corpus: str, isolate_suspicious: bool = True) -> dict[str, Any]:
     """Extract `docs` at one pack size. Returns predictions, the packs answers came from, and
     the run summary."""
-    from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
+    from extraction_assets.engine import EngineSettings, extract
+    from extraction_assets.errors import ServerUnavailableError
 
     documents = [Document.make(corpus, d.doc_id, d.text, d.source) for d in docs]
     predictions: dict[str, dict[str, Any] | None] = {}

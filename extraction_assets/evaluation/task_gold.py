@@ -28,23 +28,14 @@ from typing import Any
 
 import pydantic
 
-from extraction_assets.evaluation.gold import (
-    GOLD_SET_TASK,
-    GOLD_SETS,
-    GoldDocument,
-    GoldFileMissingError,
-    load_gold,
-)
+from extraction_assets.errors import GoldFileError, GoldFileMissingError
+from extraction_assets.evaluation.gold import GOLD_SET_TASK, GOLD_SETS, GoldDocument, load_gold
 from extraction_assets.evaluation.scoring import FIELD_SPECS, FieldSpec, covered_specs
 from extraction_assets.tasks.base import ExtractionTask
 
 # The user-facing names of scoring kinds (spec `score:`) -> FieldSpec kinds.
 SCORE_OVERRIDES = {"exact": "exact", "text": "text", "name": "name", "set": "items",
                    "ignore": None}
-
-
-class GoldFileError(ValueError):
-    """A gold file that cannot be read: names the file, the line and the problem."""
 
 
 def _strip_optional(annotation: Any) -> Any:

@@ -12,8 +12,8 @@ from pydantic import field_validator
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
-from extraction_assets.engine import ServerUnavailableError
 from extraction_assets.engine.audit import DEFAULT_MAX_DISAGREEMENT, AuditReport
+from extraction_assets.errors import ServerUnavailableError
 from extraction_assets.extractions.checks import CHECK_NAMES, ChecksConfig, evaluate_checks
 from extraction_assets.extractions.gold_check import (
     GOLD_CHECK,

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from extraction_assets.corpora.sources import CorpusError, corpus_fingerprint, read_corpus
+from extraction_assets.corpora.sources import corpus_fingerprint, read_corpus
+from extraction_assets.errors import CorpusError
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from resources.store import DuckDBStore

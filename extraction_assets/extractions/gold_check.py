@@ -16,11 +16,12 @@ from typing import Any
 
 import dagster as dg
 
-from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
-from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument, GoldFileMissingError
+from extraction_assets.engine import EngineSettings, extract
+from extraction_assets.errors import GoldFileError, GoldFileMissingError, ServerUnavailableError
+from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument
 from extraction_assets.evaluation.harness import sample
 from extraction_assets.evaluation.scoring import score_documents
-from extraction_assets.evaluation.task_gold import GoldFileError, gold_set, gold_set_names
+from extraction_assets.evaluation.task_gold import gold_set, gold_set_names
 from extraction_assets.extractions.metadata import markdown_table
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask

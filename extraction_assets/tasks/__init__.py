@@ -22,7 +22,7 @@ from extraction_assets.tasks.loading import (
     load_tasks,
     register_task,
 )
-from extraction_assets.tasks.spec import TaskSpecError, read_spec, task_from_dict, task_from_spec
+from extraction_assets.tasks.spec import read_spec, task_from_dict, task_from_spec
 
 # The old name of load_task.
 get_task = load_task
@@ -33,7 +33,6 @@ __all__ = [
     "TASKS",
     "ExtractionTask",
     "FewShotExample",
-    "TaskSpecError",
     "get_task",
     "list_task_refs",
     "load_task",

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from extraction_assets.errors import TaskSpecError
 from extraction_assets.tasks.base import ExtractionTask
 from extraction_assets.tasks.loading import BUILTIN_TASKS, list_task_refs, load_task
-from extraction_assets.tasks.spec import TaskSpecError
 
 
 def configured_refs() -> list[str]:

@@ -12,8 +12,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from extraction_assets.errors import TaskSpecError
 from extraction_assets.tasks.base import ExtractionTask
-from extraction_assets.tasks.spec import SPEC_SUFFIXES, TaskSpecError, task_from_spec
+from extraction_assets.tasks.spec import SPEC_SUFFIXES, task_from_spec
 
 BUILTIN_TASKS: dict[str, str] = {
     "biography": "extraction_assets.tasks.biography:BIOGRAPHY",

@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
+from extraction_assets.errors import TaskSpecError
 from extraction_assets.tasks.base import ExtractionTask, FewShotExample
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -51,14 +52,6 @@ _TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 _FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 # A date is answered as ISO text: grammar engines handle a pattern, not every "format".
 _DATE_SCHEMA = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
-
-
-class TaskSpecError(ValueError):
-    """A task spec that cannot become a task: names the file, the field and the problem."""
-
-    def __init__(self, source: str, where: str, problem: str) -> None:
-        self.source, self.where, self.problem = source, where, problem
-        super().__init__(f"{source}: {where}: {problem}" if where else f"{source}: {problem}")
 
 
 class _Strict(BaseModel):

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from extraction_assets.errors import TransportError
+
 log = logging.getLogger(__name__)
 
 
@@ -26,32 +28,6 @@ class Completion:
     completion_tokens: int
     latency_s: float
     base_url: str
-
-
-class TransportError(Exception):
-    """The server could not be reached or kept failing (timeouts, 429, 5xx, refused)."""
-
-    def __init__(self, base_url: str, message: str) -> None:
-        super().__init__(f"{base_url}: {message}")
-        self.base_url = base_url
-        self.message = message
-
-
-class ContextLengthError(Exception):
-    """The request does not fit the model's context."""
-
-    def __init__(self, base_url: str, message: str) -> None:
-        super().__init__(f"{base_url}: {message}")
-        self.base_url = base_url
-
-
-class RequestRejectedError(Exception):
-    """The server refused the request for a reason retrying cannot fix (400, 401, 404...)."""
-
-    def __init__(self, base_url: str, status: int | None, message: str) -> None:
-        super().__init__(f"{base_url}: HTTP {status}: {message}")
-        self.base_url = base_url
-        self.status = status
 
 
 class Retryable(Exception):

@@ -17,15 +17,13 @@ from typing import Any
 import httpx
 import ollama
 
+from extraction_assets.errors import ContextLengthError, RequestRejectedError
 from resources.backends.base import (
     Completion,
-    ContextLengthError,
     ReplicatedClient,
-    RequestRejectedError,
     Retryable,
     looks_like_context_overflow,
 )
-
 
 # No chat model's tokenizer averages more UTF-8 bytes per token than this over a whole prompt, so
 # bytes / this is a floor on the tokens an intact prompt costs (the template adds more).

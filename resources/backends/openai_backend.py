@@ -16,11 +16,10 @@ from typing import Any
 import httpx
 import openai
 
+from extraction_assets.errors import ContextLengthError, RequestRejectedError
 from resources.backends.base import (
     Completion,
-    ContextLengthError,
     ReplicatedClient,
-    RequestRejectedError,
     Retryable,
     looks_like_context_overflow,
 )

@@ -6,7 +6,6 @@ pending set), ``_outcomes`` (calls and item results, through ``_journal`` and ``
 ``_reports`` (statistics, change reports, coverage), ``_views`` (typed task views, exports).
 """
 
-from resources.store._connection import StoreLockedError, StoreWriteError
 from resources.store._documents import DocumentSync
 from resources.store._outcomes import CallContext
 from resources.store._store import DuckDBStore
@@ -17,6 +16,4 @@ __all__ = [
     "DocumentSync",
     "DuckDBStore",
     "GroupCommitWriter",
-    "StoreLockedError",
-    "StoreWriteError",
 ]

@@ -21,17 +21,11 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from extraction_assets.errors import StoreLockedError, StoreWriteError
+
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
-
-
-class StoreLockedError(RuntimeError):
-    """Another process kept the DuckDB file locked for longer than ``lock_timeout_s``."""
-
-
-class StoreWriteError(RuntimeError):
-    """A write failed (disk full, I/O error); the transaction was rolled back."""
 
 
 def utcnow() -> datetime:

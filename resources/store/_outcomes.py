@@ -17,8 +17,9 @@ from typing import Any
 
 import duckdb
 
+from extraction_assets.errors import StoreWriteError
 from extraction_assets.types import CallOutcome, ItemResult
-from resources.store._connection import StoreWriteError, utcnow
+from resources.store._connection import utcnow
 from resources.store._journal import (
     JournaledCommit,
     OutcomeJournal,

@@ -17,15 +17,10 @@ import dagster as dg
 import duckdb
 from pydantic import BaseModel, PrivateAttr
 
+from extraction_assets.errors import StoreWriteError
 from extraction_assets.types import CallOutcome, CorpusScan, Document
 from resources.store import _documents, _outcomes, _reports, _views
-from resources.store._connection import (
-    StoreWriteError,
-    committed,
-    is_lock_error,
-    open_connection,
-    write_lock,
-)
+from resources.store._connection import committed, is_lock_error, open_connection, write_lock
 from resources.store._documents import DocumentSync, pending_params
 from resources.store._outcomes import CallContext
 from resources.store._schema import DDL, migrate, task_view_sql

@@ -14,12 +14,12 @@ import duckdb
 import pytest
 
 from extraction_assets.corpora.sources import (
-    CorpusError,
     corpus_fingerprint,
     iter_corpus,
     read_corpus,
     scan_corpus,
 )
+from extraction_assets.errors import CorpusError
 from extraction_assets.types import content_hash
 from resources.store import DuckDBStore
 

@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extraction_assets.corpora.sources import (
-    CorpusError,
     corpus_fingerprint,
     iter_corpus,
     list_corpora,
     read_corpus,
     validate_corpus_name,
 )
+from extraction_assets.errors import CorpusError
 from extraction_assets.settings import Settings
 from extraction_assets.types import content_hash
 

@@ -26,7 +26,8 @@ from fakes.fault_injecting_openai_server import (
     wrong_ids,
 )
 
-from extraction_assets.engine import EngineSettings, ServerUnavailableError, extract
+from extraction_assets.engine import EngineSettings, extract
+from extraction_assets.errors import ServerUnavailableError
 
 FOUR = EngineSettings(items_per_call=4, max_concurrency=1, progress_interval_s=60)
 ONE_AT_A_TIME = EngineSettings(items_per_call=1, max_concurrency=1, progress_interval_s=60)

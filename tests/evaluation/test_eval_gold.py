@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from extraction_assets.errors import GoldFileMissingError
 from extraction_assets.evaluation.__main__ import main
 from extraction_assets.evaluation.gold import (
     TAQRIB_EDITIONS,
-    GoldFileMissingError,
     compare_editions,
     data_dir,
     load_redocred,

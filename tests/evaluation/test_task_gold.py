@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from extraction_assets.errors import GoldFileError
 from extraction_assets.evaluation import (
-    GoldFileError,
     load_task_gold,
     score_documents,
     task_field_specs,

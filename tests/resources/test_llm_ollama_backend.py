@@ -13,9 +13,10 @@ from fakes.fake_ollama_server import FakeOllamaServer, chat_body, message_tokens
 
 from extraction_assets.engine import EngineSettings, extract, pack_schema, parse_answer
 from extraction_assets.engine.runner import TOO_LONG
+from extraction_assets.errors import ContextLengthError, TransportError
 from extraction_assets.tasks import get_task
 from extraction_assets.types import Document
-from resources.llm import ContextLengthError, LLMResource, TransportError
+from resources.llm import LLMResource
 
 BIO = get_task("biography")
 

@@ -21,9 +21,10 @@ import duckdb
 import pytest
 from pydantic import BaseModel, Field
 
-from extraction_assets.corpora.sources import CorpusError, read_corpus
+from extraction_assets.corpora.sources import read_corpus
+from extraction_assets.errors import CorpusError, StoreWriteError
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
-from resources.store import CallContext, DuckDBStore, StoreWriteError
+from resources.store import CallContext, DuckDBStore
 
 SAMPLE = Path(__file__).resolve().parents[2] / "extraction_assets" / "sample_data"
 CORPUS = "biographies"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from extraction_assets.errors import StoreLockedError
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
-from resources.store import DuckDBStore, StoreLockedError
+from resources.store import DuckDBStore
 
 CORPUS = "c"
 OUTCOMES_PER_WRITER = 200

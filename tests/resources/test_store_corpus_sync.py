@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extraction_assets.corpora.sources import CorpusError, iter_corpus, scan_corpus
+from extraction_assets.corpora.sources import iter_corpus, scan_corpus
+from extraction_assets.errors import CorpusError
 from extraction_assets.types import Document
 from resources.store import DuckDBStore
 

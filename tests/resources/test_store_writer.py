@@ -22,8 +22,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from extraction_assets.errors import StoreWriteError
 from extraction_assets.types import CallOutcome, Document
-from resources.store import DuckDBStore, StoreWriteError
+from resources.store import DuckDBStore
 from resources.store._journal import read_journal
 from resources.store._writer import GroupCommitWriter
 from tests.resources.test_store import failed, ok, outcome

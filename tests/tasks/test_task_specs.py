@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field
 
-from extraction_assets.tasks import (
-    BUILTIN_TASKS,
-    ExtractionTask,
-    TaskSpecError,
-    load_task,
-    task_from_spec,
-)
+from extraction_assets.errors import TaskSpecError
+from extraction_assets.tasks import BUILTIN_TASKS, ExtractionTask, load_task, task_from_spec
 
 INVOICE = """\
 name: invoice
