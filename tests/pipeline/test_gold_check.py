@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from extraction_assets.engine import EngineSettings
 from extraction_assets.evaluation.gold import load_sample_gold
 from extraction_assets.evaluation.normalize import (
     find_death_year,
@@ -119,7 +120,7 @@ def test_gold_check_passes_exactly_at_the_threshold(tmp_path: Path) -> None:
         settings = replace(Settings.from_env(), gold_sample=(("sample", None),),
                            gold_threshold=threshold)
         # No client: nothing is pending, so nothing is extracted.
-        run = GoldRun(store, None, "vllm", "m", "v1", "run", None, 1,  # type: ignore[arg-type]
+        run = GoldRun(store, None, "vllm", "m", "v1", "run", EngineSettings(), 1,
                       logging.getLogger("test"))
         result = asyncio.run(evaluate_gold_sample(get_task("biography"), settings, run))
         assert result.metadata["extracted_this_run"].value == 0
