@@ -96,7 +96,7 @@ class OllamaClient(ReplicatedClient):
         except httpx.TimeoutException:
             raise Retryable(f"timeout after {self.timeout_s:.0f}s") from None
         except (ConnectionError, httpx.TransportError) as exc:
-            raise Retryable(f"connection error: {type(exc).__name__}") from None
+            raise Retryable(f"connection error: {type(exc).__name__}", replica_down=True) from None
         except ollama.ResponseError as exc:
             status, message = exc.status_code, str(exc.error)[:500]
             if status in (408, 429) or status >= 500 or status < 0:
@@ -119,6 +119,11 @@ class OllamaClient(ReplicatedClient):
             base_url=base_url,
         )
 
+    async def _probe(self, base_url: str) -> bool:
+        await self._sdk[base_url].list()
+        return True
+
     async def aclose(self) -> None:
+        await super().aclose()
         for sdk in self._sdk.values():
             await sdk._client.aclose()

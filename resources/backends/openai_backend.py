@@ -22,6 +22,7 @@ from resources.backends.base import (
     ReplicatedClient,
     Retryable,
     looks_like_context_overflow,
+    retry_after_seconds,
 )
 
 _RETRY_STATUSES = {408, 409, 425, 429}
@@ -115,11 +116,13 @@ class OpenAIProtocolClient(ReplicatedClient):
         except openai.APITimeoutError:
             raise Retryable(f"timeout after {self.timeout_s:.0f}s") from None
         except openai.APIConnectionError as exc:
-            raise Retryable(f"connection error: {type(exc.__cause__ or exc).__name__}") from None
+            raise Retryable(f"connection error: {type(exc.__cause__ or exc).__name__}",
+                            replica_down=True) from None
         except openai.APIStatusError as exc:
             status, message = exc.status_code, _error_message(exc)
             if status in _RETRY_STATUSES or status >= 500:
-                raise Retryable(f"HTTP {status}: {message[:200]}") from None
+                wait = retry_after_seconds(exc.response.headers.get("retry-after"))
+                raise Retryable(f"HTTP {status}: {message[:200]}", retry_after=wait) from None
             if status in (400, 413, 422) and looks_like_context_overflow(message):
                 raise ContextLengthError(base_url, message) from None
             raise RequestRejectedError(base_url, status, message) from None
@@ -146,7 +149,7 @@ class OpenAIProtocolClient(ReplicatedClient):
         without special tokens. OpenAI offers no tokenizer endpoint: None."""
         if self.backend != "vllm" or not texts:
             return None if self.backend != "vllm" else []
-        url = self.base_urls[0]
+        url = (self.in_rotation() or self.base_urls)[0]  # a replica that answers
         root = url.removesuffix("/v1")
         key = self._sdk[url].api_key
         headers = {"Authorization": f"Bearer {key}"} if key and key != "EMPTY" else None
@@ -166,6 +169,11 @@ class OpenAIProtocolClient(ReplicatedClient):
             except (httpx.HTTPError, KeyError, TypeError, ValueError):
                 return None
 
+    async def _probe(self, base_url: str) -> bool:
+        await self._sdk[base_url].with_options(timeout=self.probe_timeout_s).models.list()
+        return True
+
     async def aclose(self) -> None:
+        await super().aclose()
         for sdk in self._sdk.values():
             await sdk.close()

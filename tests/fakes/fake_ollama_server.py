@@ -34,13 +34,13 @@ def message_tokens(message: dict[str, Any]) -> int:
     return TEMPLATE_TOKENS + math.ceil(len(str(message.get("content", "")).encode("utf-8")) / 4)
 
 
-def evaluated_prompt(messages: list[dict[str, Any]], num_ctx: int) -> tuple[int, list[str]]:
-    """(prompt tokens Ollama evaluates, roles of the messages it kept) for a context of num_ctx."""
+def evaluated_prompt(messages: list[dict[str, Any]], num_ctx: int) -> int:
+    """The prompt tokens Ollama evaluates (keeps) in a context of num_ctx."""
     kept = list(messages)
     # The last message is always kept; older ones (the system message too) go while it does not fit.
     while len(kept) > 1 and sum(message_tokens(m) for m in kept) > num_ctx:
         kept.pop(0)
-    return min(num_ctx, sum(message_tokens(m) for m in kept)), [m.get("role", "") for m in kept]
+    return min(num_ctx, sum(message_tokens(m) for m in kept))
 
 
 def chat_body(content: str, done_reason: str = "stop", prompt_eval_count: int = 120,
@@ -72,7 +72,7 @@ class FakeOllamaServer:
         self.requests.append(body)
         messages = body.get("messages") or []
         num_ctx = int((body.get("options") or {}).get("num_ctx") or DEFAULT_NUM_CTX)
-        prompt_tokens, kept = evaluated_prompt(messages, num_ctx)
+        prompt_tokens = evaluated_prompt(messages, num_ctx)
         self.cut.append(prompt_tokens < sum(message_tokens(m) for m in messages))
         scripted = self.script[index] if index < len(self.script) else None
         if scripted is not None:

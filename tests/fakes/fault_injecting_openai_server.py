@@ -1,6 +1,7 @@
 """A FAULT-INJECTING fake of the OpenAI chat-completions protocol, for engine tests.
 
-It exists only to produce what a healthy vLLM server will not: 429s, 500s, hangs, empty bodies,
+It exists only to produce what a healthy vLLM server will not: 429s (with Retry-After), 500s,
+hangs, dropped connections (`kill()`, then `start()` again on the same port), empty bodies,
 invalid or truncated JSON, wrong/duplicated ids, items failing validation, an answer borrowing
 from a pack-mate on demand. A real aiohttp HTTP
 server on a free loopback port, run in its own thread. By default it answers every request
@@ -84,6 +85,18 @@ def status(code: int, message: str = "injected failure") -> Action:
     async def act(req: ChatRequest) -> web.StreamResponse:
         body = {"object": "error", "message": message, "type": "BadRequestError", "code": code}
         return web.json_response(body, status=code)
+
+    return act
+
+
+def too_many(retry_after: str | None) -> Action:
+    """A 429 with this Retry-After header (delta-seconds or an HTTP date; None: no header)."""
+
+    async def act(req: ChatRequest) -> web.StreamResponse:
+        body = {"object": "error", "message": "rate limited", "type": "RateLimitError",
+                "code": 429}
+        headers = {"Retry-After": retry_after} if retry_after is not None else None
+        return web.json_response(body, status=429, headers=headers)
 
     return act
 
@@ -187,6 +200,9 @@ class FaultInjectingOpenAIServer:
     intervals: list[tuple[float, float]] = field(default_factory=list)  # (start, end) per request
     max_active: int = 0
     active: int = 0
+    model_requests: int = 0  # GET /v1/models (what probes ask)
+    arrivals: list[float] = field(default_factory=list)  # monotonic time per chat request
+    port: int = 0  # 0: a free port, kept across kill() and start()
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -202,6 +218,7 @@ class FaultInjectingOpenAIServer:
         with self._lock:
             req = ChatRequest(len(self.requests), body)
             self.requests.append(req)
+            self.arrivals.append(started)
             self.active += 1
             self.max_active = max(self.max_active, self.active)
             action = self.script[req.index] if req.index < len(self.script) else None
@@ -215,6 +232,8 @@ class FaultInjectingOpenAIServer:
                 self.intervals.append((started, time.monotonic()))
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            self.model_requests += 1
         return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
     def _serve(self) -> None:
@@ -225,16 +244,17 @@ class FaultInjectingOpenAIServer:
         app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)
         loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/v1"
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
         self._ready.set()
         loop.run_forever()
         loop.run_until_complete(self._runner.cleanup())
         loop.close()
 
     def start(self) -> FaultInjectingOpenAIServer:
+        self._ready.clear()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -242,10 +262,18 @@ class FaultInjectingOpenAIServer:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(10)
+
+    def kill(self) -> None:
+        """The replica dies: connections in flight are dropped, new ones refused, until start().
+        Safe to call from an action (it runs in another thread)."""
+        if threading.current_thread() is self._thread:
+            threading.Thread(target=self.stop, daemon=True).start()
+        else:
+            self.stop()
 
     def __enter__(self) -> FaultInjectingOpenAIServer:
         return self.start()
