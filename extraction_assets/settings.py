@@ -43,9 +43,7 @@ class LLMEnvironment(_Blank):
     base_url: str | None = Field(default=None, validation_alias="LLM_BASE_URL")
     model: str | None = Field(default=None, validation_alias="LLM_MODEL")
     api_key: str | None = Field(default=None, repr=False, validation_alias="LLM_API_KEY")
-    openai_api_key: str | None = Field(
-        default=None, repr=False, validation_alias="OPENAI_API_KEY"
-    )
+    openai_api_key: str | None = Field(default=None, repr=False, validation_alias="OPENAI_API_KEY")
     timeout_s: float | None = Field(default=None, validation_alias="LLM_TIMEOUT_S")
     max_model_len: int | None = Field(default=None, validation_alias="LLM_MAX_MODEL_LEN")
     temperature: float | None = Field(default=None, validation_alias="LLM_TEMPERATURE")
@@ -56,9 +54,7 @@ class _Environment(_Blank):
     """EXTRACTION_* (and DAGSTER_HOME) as given; `Settings.from_env` derives the defaults."""
 
     home: Path | None = Field(default=None, validation_alias="EXTRACTION_HOME")
-    source_root: Path = Field(
-        default=SAMPLE_SOURCE_ROOT, validation_alias="EXTRACTION_SOURCE_ROOT"
-    )
+    source_root: Path = Field(default=SAMPLE_SOURCE_ROOT, validation_alias="EXTRACTION_SOURCE_ROOT")
     db: Path | None = Field(default=None, validation_alias="EXTRACTION_DB")
     export_dir: Path | None = Field(default=None, validation_alias="EXTRACTION_EXPORT_DIR")
     tasks: str = Field(default="biography", validation_alias="EXTRACTION_TASKS")
@@ -128,7 +124,7 @@ class Settings:
     model_cache: Path | None = None
     vllm_model: str | None = None  # EXTRACTION_VLLM_MODEL: what `serve start` serves
     vllm_args: tuple[str, ...] = ()  # EXTRACTION_VLLM_ARGS: more vLLM flags, shell-quoted
-    dagster_home: Path | None = None  # DAGSTER_HOME of `demo`/`run`, default $EXTRACTION_HOME/dagster_home
+    dagster_home: Path | None = None  # DAGSTER_HOME, default $EXTRACTION_HOME/dagster_home
     llm: LLMEnvironment = field(default_factory=LLMEnvironment, repr=False)  # LLM_*
 
     @property

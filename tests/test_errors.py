@@ -15,7 +15,9 @@ import extraction_assets.errors as errors
 ROOT = Path(__file__).resolve().parents[1]
 # Control flow inside the backends' retry loop, never raised to a caller.
 INTERNAL = {"Retryable"}
-BUILTIN_ERRORS = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}
+BUILTIN_ERRORS = {
+    n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)
+}
 
 
 def test_all_lists_every_public_class_once() -> None:
@@ -50,7 +52,9 @@ def test_all_lists_every_public_class_once() -> None:
         ("TaskSpecError", (errors.ExtractionError, ValueError)),
     ],
 )
-def test_the_hierarchy_keeps_the_builtin_bases_callers_catch(name: str, bases: tuple[type, ...]) -> None:
+def test_the_hierarchy_keeps_the_builtin_bases_callers_catch(
+    name: str, bases: tuple[type, ...]
+) -> None:
     cls = getattr(errors, name)
     assert all(issubclass(cls, base) for base in bases), cls.__mro__
 
@@ -71,7 +75,9 @@ def _exception_classes(path: Path) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
-            names = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+            names = {
+                b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+            }
             if names & ours and node.name not in INTERNAL:
                 found.append(node.name)
     return found

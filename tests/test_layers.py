@@ -22,7 +22,9 @@ PROJECT = ("extraction_assets", "resources")
 
 def project_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+    names = {
+        n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level
+    }
     names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     return {n for n in names if n.split(".")[0] in PROJECT}
 

@@ -98,7 +98,9 @@ def test_values_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.llm.base_url is None
 
 
-_READ = re.compile(r"os\.environ\.get\(|os\.getenv\(|\bin os\.environ\b|os\.environ\[[^\]]+\](?!\s*=)")
+_READ = re.compile(
+    r"os\.environ\.get\(|os\.getenv\(|\bin os\.environ\b|os\.environ\[[^\]]+\](?!\s*=)"
+)
 
 
 def test_only_settings_reads_the_environment() -> None:
