@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from extraction_assets.cli import _export, _run, _serve
+from extraction_assets.cli import _export, _plan, _run, _serve
 
 DESCRIPTION = """\
 Turn corpora of documents into typed, validated DuckDB tables with an LLM, incrementally.
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     _export.add_command(sub)
+    _plan.add_command(sub)
     sub.add_parser(
         "demo", help="start the embedded server and extract the bundled sample (make demo)"
     ).set_defaults(func=_cmd_demo)

@@ -178,3 +178,36 @@ def run_accounting(con: duckdb.DuckDBPyConnection, run_id: str, corpus: str) -> 
         "call_items": int(calls[1]),
         "field_changes": count(f"SELECT count(*) FROM changes {where} AND change = 're-extracted'"),
     }
+
+
+def measured_rate(
+    con: duckdb.DuckDBPyConnection, backend: str, model: str, task: str, items_per_call: int,
+    runs: int = 5,
+) -> tuple[float, int] | None:
+    """(items per minute, runs measured) over the latest `runs` runs of this backend, model and
+    task whose calls were mostly packs of `items_per_call` (wall time from the first call's start
+    to the last call's end); None when no such run is stored."""
+    row = con.execute(
+        """
+        WITH per_run AS (
+            SELECT run_id,
+                   sum(ok_items + failed_items) AS items,
+                   epoch(max(started_at + to_microseconds(CAST(latency_s * 1e6 AS BIGINT))))
+                     - epoch(min(started_at)) AS wall_s,
+                   median(pack_size) AS pack,
+                   max(started_at) AS last_call
+            FROM calls
+            WHERE backend = $backend AND model = $model AND task = $task
+              AND started_at IS NOT NULL AND call_id NOT LIKE 'nocall-%'
+            GROUP BY run_id
+        ), recent AS (
+            SELECT * FROM per_run WHERE pack = $n AND items > 0 AND wall_s > 0
+            ORDER BY last_call DESC LIMIT $runs
+        )
+        SELECT sum(items) * 60.0 / sum(wall_s), count(*) FROM recent
+        """,
+        {"backend": backend, "model": model, "task": task, "n": items_per_call, "runs": runs},
+    ).fetchone()
+    if row is None or not row[1]:
+        return None
+    return float(row[0]), int(row[1])

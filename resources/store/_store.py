@@ -330,6 +330,14 @@ class DuckDBStore(dg.ConfigurableResource):
         with self.connect(read_only=True) as con:
             return _reports.extraction_rows(con, corpus, task)
 
+    def measured_rate(
+        self, backend: str, model: str, task: str, items_per_call: int
+    ) -> tuple[float, int] | None:
+        """(items per minute, runs measured) of earlier runs with this backend, model, task and
+        pack size; None when there are none (the forecast then gives no minutes)."""
+        with self.connect(read_only=True) as con:
+            return _reports.measured_rate(con, backend, model, task, items_per_call)
+
     def run_accounting(self, run_id: str, corpus: str) -> dict[str, Any]:
         """What one run did to a corpus: sync changes by kind, changed ids, ids it extracted,
         rows it moved to history, calls and their items, re-extracted field changes."""

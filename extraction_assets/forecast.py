@@ -1,0 +1,136 @@
+"""A forecast before a run: what extracting a corpus's pending documents will take and cost.
+
+Documents pending (the store's rule, over the documents as last synced), input tokens (the
+server's tokenizer where it has one, else the engine's estimate), output tokens (the task's
+answer budget: an upper bound), calls (the packs the engine would make), minutes at the rate
+stored from earlier runs of this backend, model, task and pack size, and for OpenAI the cost
+from a price table (USD per million tokens; `EXTRACTION_PRICES` adds or overrides models, as
+JSON `{"model": [input, output]}` or the path of such a file). No LLM call is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from extraction_assets.engine import EngineSettings
+from extraction_assets.engine.autotune import PACKED, max_pack_by_context
+from extraction_assets.engine.packing import PackPlanner, counted_planner
+
+if TYPE_CHECKING:
+    from extraction_assets.tasks.base import ExtractionTask
+    from resources.backends.base import LLMClient
+    from resources.store import DuckDBStore
+
+# OpenAI list prices, USD per million tokens (input, output); check them before relying on a cost.
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+}
+
+
+def price_table(raw: str | None = None) -> dict[str, tuple[float, float]]:
+    """DEFAULT_PRICES with `raw` (default: $EXTRACTION_PRICES; JSON or a JSON file) applied."""
+    raw = os.environ.get("EXTRACTION_PRICES") if raw is None else raw
+    table = dict(DEFAULT_PRICES)
+    if raw:
+        text = raw if raw.lstrip().startswith("{") else Path(raw).read_text(encoding="utf-8")
+        try:
+            table.update({m: (float(p[0]), float(p[1])) for m, p in json.loads(text).items()})
+        except (ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise ValueError(
+                'EXTRACTION_PRICES: expected {"model": [input, output]} in USD per million '
+                f"tokens ({type(exc).__name__}: {exc})"
+            ) from None
+    return table
+
+
+@dataclass
+class Forecast:
+    corpus: str
+    task: str
+    backend: str
+    model: str
+    items_per_call: int
+    pending: int
+    too_long: int  # pending documents that cannot fit the context even alone (no call)
+    calls: int
+    input_tokens: int
+    output_tokens: int  # the answer budget: an upper bound
+    items_per_min: float | None  # stored from earlier runs; None when there are none
+    rate_runs: int
+    minutes: float | None
+    cost_usd: float | None  # OpenAI only, from the price table
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {f"forecast/{k}": (round(v, 4) if isinstance(v, float) else v)
+                for k, v in asdict(self).items()
+                if k not in ("corpus", "task", "backend", "model") and v is not None}
+
+
+async def forecast_corpus(
+    store: DuckDBStore,
+    client: LLMClient,
+    task: ExtractionTask,
+    corpus: str,
+    *,
+    items_per_call: int | str = "auto",
+    max_model_len: int = 8192,
+    retry_limit: int = 3,
+    prices: dict[str, tuple[float, float]] | None = None,
+) -> Forecast:
+    version = task.version(client.model, client.generation_params())
+    pending = await asyncio.to_thread(
+        store.pending_documents, corpus, task.name, version, retry_limit, max_model_len
+    )
+    settings = EngineSettings(max_model_len=max_model_len)
+    planner = await counted_planner(task, settings, client, pending)
+    if isinstance(items_per_call, int):
+        n = items_per_call
+    elif client.backend in PACKED:  # the auto rule without its probe (a probe makes calls)
+        n = max_pack_by_context(task, pending[:64], settings, PACKED[client.backend][0], planner)
+    else:
+        n = 1
+    planner = PackPlanner(task, replace(settings, items_per_call=n), planner.counter)
+    packs, too_long = planner.plan(pending)
+    input_tokens = sum(
+        planner.static_tokens + sum(planner.input_tokens(d) for d in p.docs) for p in packs
+    )
+    output_tokens = sum(planner.output_tokens(d) for p in packs for d in p.docs)
+    rate = await asyncio.to_thread(store.measured_rate, client.backend, client.model, task.name, n)
+    to_call = len(pending) - len(too_long)
+    cost = None
+    price = (prices if prices is not None else price_table()).get(client.model)
+    if client.backend == "openai" and price is not None:
+        cost = (input_tokens * price[0] + output_tokens * price[1]) / 1e6
+    return Forecast(
+        corpus=corpus, task=task.name, backend=client.backend, model=client.model,
+        items_per_call=n, pending=len(pending), too_long=len(too_long), calls=len(packs),
+        input_tokens=input_tokens, output_tokens=output_tokens,
+        items_per_min=rate[0] if rate else None, rate_runs=rate[1] if rate else 0,
+        minutes=to_call / rate[0] if rate and rate[0] > 0 else None, cost_usd=cost,
+    )
+
+
+def format_forecasts(forecasts: list[Forecast]) -> str:
+    head = ("corpus", "task", "pending", "calls", "per call", "input tok", "output tok (max)",
+            "minutes", "cost USD")
+    rows = [head]
+    for f in forecasts:
+        minutes = (f"{f.minutes:.1f} ({f.items_per_min:.1f}/min, {f.rate_runs} runs)"
+                   if f.minutes is not None and f.items_per_min is not None
+                   else "no stored rate")
+        rows.append((f.corpus, f.task, f"{f.pending}" + (f" ({f.too_long} too long)"
+                     if f.too_long else ""), str(f.calls), str(f.items_per_call),
+                     str(f.input_tokens), str(f.output_tokens), minutes,
+                     f"{f.cost_usd:.4f}" if f.cost_usd is not None else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
