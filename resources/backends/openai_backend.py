@@ -154,7 +154,8 @@ class OpenAIProtocolClient(ReplicatedClient):
         key = self._sdk[url].api_key
         headers = {"Authorization": f"Bearer {key}"} if key and key != "EMPTY" else None
         limit = asyncio.Semaphore(_TOKENIZE_IN_FLIGHT)
-        async with httpx.AsyncClient(timeout=self.timeout_s, headers=headers,
+        # Short: a server that cannot count quickly is estimated instead (the run goes on).
+        async with httpx.AsyncClient(timeout=min(self.timeout_s, 30.0), headers=headers,
                                      trust_env=False) as http:
 
             async def one(text: str) -> int:
