@@ -12,7 +12,7 @@ from tests.pipeline.helpers import make_project, project, real_instance, small_s
 pytestmark = pytest.mark.vllm
 
 CFG = {"ops": {"biography_extractions": {"config": {
-    "items_per_call": 3, "max_concurrency": 2, "pack_audit_share": 0.5,
+    "items_per_call": 2, "max_concurrency": 2, "pack_audit_share": 0.5,
     "pack_audit_max_disagreement": 1.0}}}}
 
 
@@ -20,7 +20,7 @@ def test_a_packed_run_audits_a_sample_alone_and_stores_none_of_it(
     tmp_path, monkeypatch, vllm_url, vllm_model
 ):
     settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
-    before, _ = small_sample(extra=3)
+    before, _ = small_sample(extra=1)  # 4 documents: 2 packs of 2, then 1 or 2 audited alone
     write_jsonl(settings.source_root / "sample" / "documents.jsonl", before)
     with real_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
