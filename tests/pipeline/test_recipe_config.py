@@ -46,8 +46,9 @@ def test_bad_values_are_rejected(value):
 def test_auto_is_the_default_in_the_launchpad_and_the_cli():
     config = ExtractionConfig()
     assert (config.items_per_call, config.max_concurrency) == ("auto", "auto")
+    # The CLI leaves the knobs out of the run config unless given: the step's default applies.
     args = build_parser().parse_args(["run"])
-    assert (args.items_per_call, args.max_concurrency) == ("auto", "auto")
+    assert (args.items_per_call, args.max_concurrency) == (None, None)
     args = build_parser().parse_args(["run", "--items-per-call", "20", "--max-concurrency", "10"])
     assert (args.items_per_call, args.max_concurrency) == (20, 10)
 
