@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from extraction_assets.engine import EngineSettings
 from extraction_assets.engine.autotune import PACKED, max_pack_by_context
 from extraction_assets.engine.packing import PackPlanner, counted_planner
+from extraction_assets.settings import Settings
 
 if TYPE_CHECKING:
     from extraction_assets.tasks.base import ExtractionTask
@@ -38,7 +38,7 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 
 def price_table(raw: str | None = None) -> dict[str, tuple[float, float]]:
     """DEFAULT_PRICES with `raw` (default: $EXTRACTION_PRICES; JSON or a JSON file) applied."""
-    raw = os.environ.get("EXTRACTION_PRICES") if raw is None else raw
+    raw = Settings.from_env().prices if raw is None else raw
     table = dict(DEFAULT_PRICES)
     if raw:
         text = raw if raw.lstrip().startswith("{") else Path(raw).read_text(encoding="utf-8")

@@ -74,6 +74,7 @@ class _Environment(_Blank):
     vllm_model: str | None = Field(default=None, validation_alias="EXTRACTION_VLLM_MODEL")
     vllm_args: str = Field(default="", validation_alias="EXTRACTION_VLLM_ARGS")
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
+    prices: str | None = Field(default=None, validation_alias="EXTRACTION_PRICES")
 
     @field_validator("automation_default", mode="before")
     @classmethod
@@ -125,6 +126,8 @@ class Settings:
     vllm_model: str | None = None  # EXTRACTION_VLLM_MODEL: what `serve start` serves
     vllm_args: tuple[str, ...] = ()  # EXTRACTION_VLLM_ARGS: more vLLM flags, shell-quoted
     dagster_home: Path | None = None  # DAGSTER_HOME, default $EXTRACTION_HOME/dagster_home
+    # EXTRACTION_PRICES: OpenAI prices per million tokens, JSON or a JSON file (forecast.py)
+    prices: str | None = None
     llm: LLMEnvironment = field(default_factory=LLMEnvironment, repr=False)  # LLM_*
 
     @property
@@ -154,6 +157,7 @@ class Settings:
             vllm_model=env.vllm_model,
             vllm_args=tuple(shlex.split(env.vllm_args)),
             dagster_home=_abs(env.dagster_home or root / "dagster_home"),
+            prices=env.prices,
             llm=LLMEnvironment(),
         )
 

@@ -23,9 +23,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     corpora = args.corpus or sorted(
         p.name for p in settings.source_root.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
-    llm = LLMResource.from_env()
+    llm = LLMResource.from_env(settings.llm)
     store = DuckDBStore(path=str(settings.store_path))
-    prices = price_table()
+    prices = price_table(settings.prices or "")
     items: int | str = args.items_per_call
 
     async def go() -> list[Any]:
