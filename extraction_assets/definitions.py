@@ -5,12 +5,14 @@ Which backend, model, store and tasks are used is read from the environment (see
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 
 from extraction_assets.corpora.assets import corpus_documents
 from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
-from extraction_assets.extractions.assets import build_task_assets
+from extraction_assets.extractions.assets import EXTRACTION_RETRY_POLICY, build_task_assets
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import load_tasks
 from resources.llm import LLMResource, api_key_env_var
@@ -29,24 +31,35 @@ def llm_resource_from_env(settings: Settings | None = None) -> LLMResource:
     return LLMResource(**fields, api_key=dg.EnvVar(key_var))
 
 
-def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: Settings | None = None, retry_policy: dg.RetryPolicy = EXTRACTION_RETRY_POLICY
+) -> dg.Definitions:
     settings = settings or Settings.from_env()
     llm = LLMResource.from_env(settings.llm)
-    task_assets = [a for task in load_tasks(settings.tasks) for a in build_task_assets(task, llm, settings)]
+    tasks = load_tasks(settings.tasks)
+    built = [
+        d for t in tasks for d in build_task_assets(t, llm, settings, retry_policy=retry_policy)
+    ]
+    checks = [d for d in built if isinstance(d, dg.AssetChecksDefinition)]
+    task_assets = [d for d in built if not isinstance(d, dg.AssetChecksDefinition)]
+    # Selecting the assets selects their checks too.
     job = dg.define_asset_job(
         "extract_corpus",
         selection=dg.AssetSelection.assets(corpus_documents, *task_assets),
-        description="Sync a corpus from its source folder, extract what is pending, refresh typed tables.",
+        description="Sync a corpus from its source folder, extract what is pending, check it, "
+        "refresh typed tables.",
     )
     running = settings.automation_running
     return dg.Definitions(
         assets=[corpus_documents, *task_assets],
+        asset_checks=checks,
         jobs=[job],
         sensors=[
             build_source_sensor(
                 job,
                 settings,
                 dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
+                freshness_keys=[dg.AssetKey(f"{t.name}_extractions") for t in tasks],
             )
         ],
         schedules=[
@@ -64,4 +77,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+def _defs_folder() -> dg.Definitions:
+    """What the defs folder holds (component instances); nothing when installed as a package (no
+    project configuration beside it)."""
+    here = Path(__file__).resolve().parent
+    if not (here.parent / "pyproject.toml").exists():
+        return dg.Definitions()
+    return dg.load_from_defs_folder(path_within_project=here)
+
+
+defs = dg.Definitions.merge(build_definitions(), _defs_folder())

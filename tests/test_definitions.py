@@ -1,5 +1,5 @@
 """The code location loads the way users load it: in Python, with `dg check defs`, and with
-`dagster definitions validate -w workspace.yaml`; the asset graph has the shape the UI shows."""
+`dagster definitions validate` (the project in pyproject.toml); the asset graph has the shape the UI shows."""
 
 from __future__ import annotations
 
@@ -34,16 +34,35 @@ def test_asset_graph_shape(monkeypatch, tmp_path):
     node = graph.get(dg.AssetKey("biography_extractions"))
     assert node.parent_keys == {dg.AssetKey("corpus_documents")}
     assert node.code_version and node.partitions_def is not None
-    checks = defs.resolve_assets_def("biography_extractions").check_keys
-    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness", "pack_audit",
-                                           "gold_sample"}
+
+    def check_names(defs: dg.Definitions, asset: str) -> set[str]:
+        keys = defs.resolve_asset_graph().asset_check_keys
+        return {c.name for c in keys if c.asset_key == dg.AssetKey(asset)}
+
+    assert check_names(defs, "biography_extractions") == {
+        "coverage",
+        "validity",
+        "source_freshness",
+        "pack_audit",
+        "gold_sample",
+    }
     # the bundled gold is written for the biography task only
-    checks = defs.resolve_assets_def("translation_extractions").check_keys
-    assert {c.name for c in checks} == {"coverage", "validity", "source_freshness", "pack_audit"}
+    assert check_names(defs, "translation_extractions") == {
+        "coverage",
+        "validity",
+        "source_freshness",
+        "pack_audit",
+    }
+    # standalone checks, one evaluation per corpus; validity blocks the typed table
+    validity = dg.AssetCheckKey(dg.AssetKey("biography_extractions"), "validity")
+    spec = defs.resolve_asset_graph().get_check_spec(validity)
+    assert spec.blocking and spec.partitions_def is not None
+    # a lost server is retried with backoff
+    policy = defs.resolve_assets_def("biography_extractions").op.retry_policy
+    assert policy is not None and policy.max_retries >= 1 and policy.backoff is not None
     monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "none")
     defs = build_definitions(Settings.from_env())
-    checks = defs.resolve_assets_def("biography_extractions").check_keys
-    assert "gold_sample" not in {c.name for c in checks}
+    assert "gold_sample" not in check_names(defs, "biography_extractions")
 
 
 def _run(cmd: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -59,7 +78,7 @@ def test_dg_check_defs(tmp_path):
 
 
 @pytest.mark.slow
-def test_dagster_definitions_validate_workspace(tmp_path):
+def test_dagster_definitions_validate_project(tmp_path):
     dagster_cli = Path(sys.executable).parent / "dagster"
-    result = _run([str(dagster_cli), "definitions", "validate", "-w", "workspace.yaml"], tmp_path)
+    result = _run([str(dagster_cli), "definitions", "validate"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,32 +1,54 @@
 """Per-task assets: a corpus's extractions (async, packed LLM calls) and its typed table.
 
 corpus_documents -> {task}_extractions -> {task}_table (+ Parquet export)
+
+The extraction's data version is a digest of the rows the typed table shows for the corpus, so a run
+that changed nothing (an unchanged corpus) keeps it, and the table step then observes instead of
+materialising: the UI and automation see that nothing changed.
 """
 
-import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.engine.audit import DEFAULT_MAX_DISAGREEMENT, AuditReport
-from extraction_assets.errors import ServerUnavailableError
-from extraction_assets.extractions.checks import CHECK_NAMES, ChecksConfig, evaluate_checks
-from extraction_assets.extractions.gold_check import (
-    GOLD_CHECK,
-    GoldRun,
-    evaluate_gold_sample,
-    gold_check_specs,
+from extraction_assets.errors import (
+    CorpusError,
+    RequestRejectedError,
+    ServerUnavailableError,
+    StoreLockedError,
+    TaskSpecError,
 )
+from extraction_assets.extractions.checks import build_task_checks, latest_materialization
+from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG
 from extraction_assets.extractions.metadata import markdown_table, table_schema
 from extraction_assets.extractions.run import CorpusRun, Recipe, extract_corpus
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from resources.llm import LLMResource
 from resources.store import DuckDBStore
+
+# Transient server loss: retried by Dagster with exponential backoff (30 s, 60 s, 120 s, +-jitter);
+# the LLM client already retried each request before giving up.
+EXTRACTION_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+# What a retry can fix: the server coming back, another run releasing the store.
+_TRANSIENT = (ServerUnavailableError, StoreLockedError)
+# What it cannot: the server refusing the request (wrong model, key), a bad task or corpus.
+_PERMANENT = (
+    RequestRejectedError,
+    TaskSpecError,
+    CorpusError,
+    ValidationError,
+    ValueError,
+    TypeError,
+)
 
 
 class ExtractionConfig(dg.Config):
@@ -45,7 +67,6 @@ class ExtractionConfig(dg.Config):
     max_concurrency: Any = Recipe.max_concurrency
     retry_limit: int = Recipe.retry_limit
     progress_interval_s: float = Recipe.progress_interval_s
-    max_failed_share: float = 0.2  # the validity check warns above this share of failed documents
     # Re-run alone an item whose pack answer borrows from a pack-mate or whose text looks like a
     # prompt injection (engine/contamination.py); the lone answer is stored.
     isolate_suspicious: bool = Recipe.isolate_suspicious
@@ -95,8 +116,11 @@ def build_task_assets(
     settings: Settings,
     *,
     key_prefix: Sequence[str] = (),
-) -> list[dg.AssetsDefinition]:
-    """The extractions and typed-table assets of one task over the corpora of `settings.source_root`.
+    retry_policy: dg.RetryPolicy = EXTRACTION_RETRY_POLICY,
+    max_lag: timedelta = DEFAULT_MAX_LAG,
+) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+    """The extractions and typed-table assets of one task over the corpora of `settings.source_root`,
+    and the extraction's checks (extractions/checks.py).
 
     `code_version` is the task version for the configured model, so a changed prompt, schema or model
     shows up in the UI as a code version change (and the store re-extracts on its own).
@@ -104,7 +128,7 @@ def build_task_assets(
     prefix = list(key_prefix)
     code_version = task.version(llm.model, llm.get_client().generation_params())
     extractions_key = dg.AssetKey([*prefix, f"{task.name}_extractions"])
-    gold_specs = gold_check_specs(task, settings, extractions_key)
+    table_key = dg.AssetKey([*prefix, f"{task.name}_table"])
 
     @dg.asset(
         key=extractions_key,
@@ -114,17 +138,18 @@ def build_task_assets(
         kinds={"duckdb", "python"},
         owners=OWNERS,
         code_version=code_version,
+        retry_policy=retry_policy,
+        # The shadow audit's lone answers are a measurement of this run, never stored: its check
+        # can only be evaluated inside the step.
         check_specs=[
-            dg.AssetCheckSpec(name, asset=extractions_key, description=desc)
-            for name, desc in CHECK_NAMES.items()
-        ]
-        + [dg.AssetCheckSpec(PACK_AUDIT, asset=extractions_key, description=PACK_AUDIT_DESCRIPTION)]
-        + gold_specs,
+            dg.AssetCheckSpec(PACK_AUDIT, asset=extractions_key, description=PACK_AUDIT_DESCRIPTION)
+        ],
         description=(
             f"{task.description} Extracts only pending documents (new or changed text, a new task "
             "version, or earlier failures under the retry limit), packed several per call, with several "
             "calls in flight; each call's results are journaled as soon as it completes and merged into "
-            "the store every few seconds (a killed run's journal is merged by the next run)."
+            "the store every few seconds (a killed run's journal is merged by the next run). "
+            "A lost server is retried with backoff; a refused request or bad input is not."
         ),
     )
     async def extractions(
@@ -135,6 +160,7 @@ def build_task_assets(
     ) -> dg.MaterializeResult:
         corpus = context.partition_key
         client = llm.get_client()
+        where = f"corpus {corpus!r}, task {task.name}"
         try:
             run = await extract_corpus(
                 store,
@@ -146,78 +172,68 @@ def build_task_assets(
                 max_model_len=llm.max_model_len,
                 log=context.log,
             )
-        except ServerUnavailableError as exc:
+        except _TRANSIENT as exc:
             raise dg.Failure(
                 description=(
-                    f"corpus {corpus!r}, task {task.name}: the LLM server stayed unavailable ({exc}). "
-                    "Finished calls are stored; unfinished documents stay pending for the next run."
-                )
+                    f"{where}: {exc}. Finished calls are stored; unfinished documents stay pending "
+                    "(retried with backoff, then by the next run)."
+                ),
+                allow_retries=True,
+            ) from exc
+        except _PERMANENT as exc:
+            raise dg.Failure(
+                description=f"{where}: {type(exc).__name__}: {exc} (a retry cannot fix this)",
+                allow_retries=False,
             ) from exc
         finally:
             await client.aclose()
-        check_results = await asyncio.to_thread(
-            evaluate_checks,
-            store,
-            settings,
-            corpus,
-            task,
-            run.task_version,
-            ChecksConfig(max_failed_share=config.max_failed_share),
+        version = store.table_version(corpus, task.name)
+        return dg.MaterializeResult(
+            metadata=run_metadata(run, config.recipe()),
+            data_version=dg.DataVersion(version),
+            check_results=[pack_audit_result(run.audit, config.pack_audit_max_disagreement)],
         )
-        check_results.append(pack_audit_result(run.audit, config.pack_audit_max_disagreement))
-        if gold_specs:
-            check_results.append(await _gold_check(context, llm, store, run, config.retry_limit))
-        return dg.MaterializeResult(metadata=run_metadata(run), check_results=check_results)
-
-    async def _gold_check(
-        context: dg.AssetExecutionContext,
-        llm: LLMResource,
-        store: DuckDBStore,
-        corpus_run: CorpusRun,
-        retry_limit: int,
-    ) -> dg.AssetCheckResult:
-        """The gold_sample check with the run's recipe; an error in it warns, it never fails the
-        step (the corpus's extractions are stored whatever the check finds)."""
-        client = llm.get_client()
-        run = GoldRun(store, client, client.backend, llm.model, corpus_run.task_version,
-                      context.run.run_id, corpus_run.engine_settings, retry_limit, context.log,
-                      corpus=context.partition_key)
-        try:
-            return await evaluate_gold_sample(task, settings, run)
-        except Exception as exc:  # any error becomes the check result
-            context.log.exception("gold_sample check failed")
-            return dg.AssetCheckResult(
-                check_name=GOLD_CHECK,
-                passed=False,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"error": f"{type(exc).__name__}: {exc}"},
-            )
-        finally:
-            await client.aclose()
 
     @dg.asset(
-        key=[*prefix, f"{task.name}_table"],
+        key=table_key,
         partitions_def=corpus_partitions,
         deps=[extractions],
         group_name="tables",
         kinds={"duckdb", "parquet"},
         owners=OWNERS,
         code_version=code_version,
+        output_required=False,
         description=(
             f"Typed table of the {task.name} task (DuckDB view `{task.name}_extractions`: one column per "
-            "field, current texts only), exported per corpus to Parquet."
+            "field, current texts only), exported per corpus to Parquet. Refreshed only when the "
+            "extraction's data version changed (else observed), and never after a failed validity check."
         ),
     )
-    def table(context: dg.AssetExecutionContext, store: DuckDBStore) -> dg.MaterializeResult:
+    def table(
+        context: dg.AssetExecutionContext, store: DuckDBStore
+    ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
         corpus = context.partition_key
-        view = store.ensure_task_view(task.name, task.item_model)
         export = settings.export_dir / task.name / f"{corpus}.parquet"
+        upstream = _data_version(context.instance, extractions_key, corpus)
+        current = _data_version(context.instance, table_key, corpus)
+        if upstream is not None and upstream == current and export.exists():
+            context.log.info(
+                f"corpus {corpus!r}: extraction unchanged (data version {upstream}); "
+                "typed table and Parquet export not refreshed"
+            )
+            yield dg.AssetObservation(
+                asset_key=table_key,
+                partition=corpus,
+                metadata={"unchanged": True, "data_version": upstream},
+            )
+            return
+        view = store.ensure_task_view(task.name, task.item_model)
         export.parent.mkdir(parents=True, exist_ok=True)
         rows = store.export_parquet(task.name, str(export), corpus=corpus)
         described = store.view_columns(task.name)
         total_rows = store.view_rows(task.name)
         preview = store.preview(task.name, corpus, limit=5)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/partition_row_count": rows,
                 "dagster/row_count": total_rows,
@@ -225,14 +241,23 @@ def build_task_assets(
                 "view": view,
                 "parquet": dg.MetadataValue.path(str(export)),
                 "preview": dg.MetadataValue.md(markdown_table(preview)),
-            }
+            },
+            data_version=dg.DataVersion(upstream) if upstream else None,
         )
 
-    return [extractions, table]
+    checks = build_task_checks(task, settings, extractions_key, max_lag)
+    return [extractions, table, *checks]
 
 
-def run_metadata(run: CorpusRun) -> dict[str, Any]:
-    """A corpus run as the extraction materialisation's metadata."""
+def _data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> str | None:
+    record = latest_materialization(instance, key, partition)
+    if record is None or record.asset_materialization is None:
+        return None
+    return record.asset_materialization.tags.get("dagster/data_version")
+
+
+def run_metadata(run: CorpusRun, recipe: Recipe) -> dict[str, Any]:
+    """A corpus run as the extraction materialisation's metadata (the checks read it back)."""
     return {
         "task_version": run.task_version,
         "backend": run.backend,
@@ -241,6 +266,8 @@ def run_metadata(run: CorpusRun) -> dict[str, Any]:
         "pending_before_run": run.pending_before_run,
         "items_per_call": run.items_per_call,
         "max_concurrency": run.max_concurrency,
+        "retry_limit": recipe.retry_limit,
+        "isolate_suspicious": recipe.isolate_suspicious,
         **{f"run/{k}": v for k, v in run.summary.as_metadata().items()},
         **{f"store/{k}": v for k, v in run.stats.items()},
         **{f"pack_audit/{k}": v for k, v in run.audit.as_metadata().items()},

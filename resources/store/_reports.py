@@ -108,6 +108,23 @@ def current_fields(
     return {doc_id: None if fields is None else json.loads(fields) for doc_id, fields in rows}
 
 
+def table_version(con: duckdb.DuckDBPyConnection, corpus: str, task: str) -> str:
+    """A digest of the rows the task's typed view shows for one corpus (ok extractions of current
+    texts, any task version): equal digests, equal rows."""
+    row = con.execute(
+        """SELECT count(*), coalesce(md5(string_agg(
+                concat_ws(chr(31), e.doc_id, e.content_hash, e.task_version, e.model,
+                          e.extracted_at::VARCHAR, e.fields::VARCHAR),
+                chr(30) ORDER BY e.doc_id)), '')
+        FROM extractions e JOIN documents d
+            ON d.corpus = e.corpus AND d.doc_id = e.doc_id AND d.content_hash = e.content_hash
+        WHERE e.corpus = $corpus AND e.task = $task AND e.status = 'ok' AND NOT d.deleted""",
+        {"corpus": corpus, "task": task},
+    ).fetchone()
+    assert row is not None
+    return f"{row[0]}-{row[1][:16]}" if row[0] else "empty"
+
+
 def status_counts(con: duckdb.DuckDBPyConnection, corpus: str, task: str) -> dict[str, int]:
     row = con.execute(
         "SELECT count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'failed') "

@@ -314,6 +314,12 @@ class DuckDBStore(dg.ConfigurableResource):
         with self.connect(read_only=True) as con:
             return _reports.current_fields(con, corpus, task, task_version)
 
+    def table_version(self, corpus: str, task: str) -> str:
+        """A digest of the rows the task's typed view shows for one corpus; it changes exactly
+        when those rows do (the extraction's Dagster data version)."""
+        with self.connect(read_only=True) as con:
+            return _reports.table_version(con, corpus, task)
+
     def status_counts(self, corpus: str, task: str) -> dict[str, int]:
         """{"ok": n, "failed": n}: current extraction rows of the corpus, any text or version."""
         with self.connect(read_only=True) as con:

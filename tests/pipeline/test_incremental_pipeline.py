@@ -25,6 +25,13 @@ def _calls(p, run_id: str) -> tuple[int, int]:
     )[0]
 
 
+def _data_versions(instance: dg.DagsterInstance, asset: str) -> list[str | None]:
+    """The data versions of the asset's materialisations of partition "sample", newest first."""
+    filters = dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=["sample"])
+    records = instance.fetch_materializations(filters, limit=10).records
+    return [r.asset_materialization.tags.get("dagster/data_version") for r in records]
+
+
 def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm_url, vllm_model):
     settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
     before, after = small_sample(extra=3)
@@ -52,10 +59,13 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
             p.query("SELECT max(pack_size) FROM calls WHERE run_id = ?", [first.run_id])[0][0] == 1
         )
 
-        # Unchanged corpus: zero LLM calls.
+        # Unchanged corpus: zero LLM calls, the same data version, the typed table not refreshed.
         second = p.run("sample")
         assert second.success
         assert _calls(p, second.run_id) == (0, 0)
+        unchanged = _data_versions(instance, "biography_extractions")
+        assert len(unchanged) == 2 and unchanged[0] == unchanged[1]
+        assert len(_data_versions(instance, "biography_table")) == 1
 
         # Three corrected documents: exactly those are extracted again.
         write_jsonl(settings.source_root / "sample" / "documents.jsonl", after)
@@ -72,6 +82,9 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
             [third.run_id],
         )
         assert [r[0] for r in report] == changed
+        versions = _data_versions(instance, "biography_extractions")
+        assert versions[0] != versions[1]
+        assert _data_versions(instance, "biography_table")[0] == versions[0]
         mats = instance.fetch_materializations(
             dg.AssetKey("biography_extractions"), limit=1
         ).records
