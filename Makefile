@@ -42,4 +42,4 @@ ui: setup
 	$(PY) -m extraction_assets serve start
 	mkdir -p "$(DAGSTER_HOME)"
 	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	DAGSTER_HOME="$(DAGSTER_HOME)" .venv/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	DAGSTER_HOME="$(DAGSTER_HOME)" .venv/bin/dg dev -h 127.0.0.1 -p 3000

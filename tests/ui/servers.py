@@ -1,5 +1,5 @@
 """A real `dagster-daemon` (and optionally `dagster-webserver`) on a temporary project, for end-to-end
-tests: the processes a user starts with `make ui`, run from the repository root against `workspace.yaml`,
+tests: the processes a user starts with `make ui`, run from the repository root (the project in pyproject.toml),
 with their own DAGSTER_HOME (a copy of the repo's dagster.yaml), store and source root.
 
 Both run in their own process group (the daemon's code server and run workers included) and are always
@@ -119,7 +119,7 @@ class DagsterProject:
             )
 
     def start_daemon(self) -> None:
-        self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
+        self.start("daemon", [str(BIN / "dagster-daemon"), "run"])
 
     def start_webserver(self, timeout_s: float = 180) -> None:
         self.port = free_port()
@@ -127,8 +127,6 @@ class DagsterProject:
             "webserver",
             [
                 str(BIN / "dagster-webserver"),
-                "-w",
-                "workspace.yaml",
                 "-h",
                 "127.0.0.1",
                 "-p",
