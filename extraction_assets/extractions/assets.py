@@ -253,7 +253,7 @@ def _data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
     record = latest_materialization(instance, key, partition)
     if record is None or record.asset_materialization is None:
         return None
-    return record.asset_materialization.tags.get("dagster/data_version")
+    return (record.asset_materialization.tags or {}).get("dagster/data_version")
 
 
 def run_metadata(run: CorpusRun, recipe: Recipe) -> dict[str, Any]:
