@@ -20,8 +20,14 @@ from tests.reliability.harness import short_docs, write_corpus
 
 # Short delays for the test; the definitions' policy waits 30 s, then 60 s, then 120 s.
 FAST = dg.RetryPolicy(max_retries=2, delay=0.2, backoff=dg.Backoff.EXPONENTIAL)
-# Both documents in one call, one call at a time.
-CONFIG = {"ops": {"biography_extractions": {"config": {"items_per_call": 2, "max_concurrency": 1}}}}
+# Both documents in one call, one call at a time, no shadow audit (its lone calls would count).
+CONFIG = {
+    "ops": {
+        "biography_extractions": {
+            "config": {"items_per_call": 2, "max_concurrency": 1, "pack_audit_share": 0.0}
+        }
+    }
+}
 # The LLM client retries a 503 itself (4 times, backing off 1-8 s) before the step gives up.
 CLIENT_ATTEMPTS = 1 + LLMResource().max_retries
 

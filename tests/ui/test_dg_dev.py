@@ -1,5 +1,5 @@
 """`dg dev` from the repository root serves this project: the project is declared in pyproject.toml
-([tool.dg]), so `dg dev` builds its own workspace from it instead of workspace.yaml. This checks that
+([tool.dg]), so `dg dev` builds its workspace from it (there is no workspace.yaml). This checks that
 the code location loads there and exposes the default task set's assets, as a user would see them.
 
 No LLM is called: loading definitions only reads the LLM settings.
