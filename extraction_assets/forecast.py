@@ -22,6 +22,7 @@ from extraction_assets.engine.packing import PackPlanner, counted_planner
 from extraction_assets.settings import Settings
 
 if TYPE_CHECKING:
+    from extraction_assets.engine import RunSummary
     from extraction_assets.tasks.base import ExtractionTask
     from resources.backends.base import LLMClient
     from resources.store import DuckDBStore
@@ -70,9 +71,53 @@ class Forecast:
     cost_usd: float | None  # OpenAI only, from the price table
 
     def as_metadata(self) -> dict[str, Any]:
-        return {f"forecast/{k}": (round(v, 4) if isinstance(v, float) else v)
+        meta = {f"forecast/{k}": (round(v, 4) if isinstance(v, float) else v)
                 for k, v in asdict(self).items()
                 if k not in ("corpus", "task", "backend", "model") and v is not None}
+        meta["forecast/rate"] = self.rate_note
+        return meta
+
+    @property
+    def rate_note(self) -> str:
+        if self.items_per_min is None:
+            return ("no measured rate yet (no earlier run of this backend, model, task and "
+                    f"{self.items_per_call} items per call in the store)")
+        return (f"{self.items_per_min:.1f} items/min over the last {self.rate_runs} run(s) of "
+                f"this backend, model, task and {self.items_per_call} items per call")
+
+    def summary(self) -> str:
+        """The forecast as one log line."""
+        minutes = "no measured rate yet" if self.minutes is None else f"~{self.minutes:.1f} min"
+        cost = "" if self.cost_usd is None else f", ~{self.cost_usd:.4f} USD"
+        return (f"forecast for corpus {self.corpus!r}, task {self.task}: {self.pending} documents "
+                f"pending ({self.too_long} too long), {self.calls} calls of "
+                f"{self.items_per_call}, {self.input_tokens} input tokens, up to "
+                f"{self.output_tokens} output tokens, {minutes}{cost}; rate: {self.rate_note}")
+
+
+def _error_pct(forecast: float, actual: float) -> float | None:
+    return None if actual == 0 else round(100.0 * (forecast - actual) / actual, 1)
+
+
+def compare(forecast: Forecast, summary: RunSummary) -> dict[str, Any]:
+    """The forecast against what the run did, as `forecast_vs_actual/*` metadata: each figure's
+    forecast, actual and error in % of the actual ((forecast - actual) / actual: positive =
+    over-estimated; None when it cannot be said: no measured rate, or an actual of 0). Minutes
+    are the engine's extraction time (the calls), as the stored rate measures them."""
+    pairs: dict[str, tuple[float | None, float]] = {
+        "calls": (forecast.calls, summary.calls),
+        "input_tokens": (forecast.input_tokens, summary.prompt_tokens),
+        "output_tokens": (forecast.output_tokens, summary.completion_tokens),
+        "minutes": (forecast.minutes, summary.elapsed_s / 60),
+    }
+    meta: dict[str, Any] = {}
+    for name, (predicted, actual) in pairs.items():
+        meta[f"forecast_vs_actual/{name}_forecast"] = (
+            None if predicted is None else round(predicted, 2))
+        meta[f"forecast_vs_actual/{name}_actual"] = round(actual, 2)
+        meta[f"forecast_vs_actual/{name}_error_pct"] = (
+            None if predicted is None else _error_pct(predicted, actual))
+    return meta
 
 
 async def forecast_corpus(

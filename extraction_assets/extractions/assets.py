@@ -28,6 +28,7 @@ from extraction_assets.extractions.checks import build_task_checks, latest_mater
 from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG
 from extraction_assets.extractions.metadata import markdown_table, table_schema
 from extraction_assets.extractions.run import CorpusRun, Recipe, extract_corpus
+from extraction_assets.forecast import Forecast, compare, price_table
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
 from resources.llm import LLMResource
@@ -159,6 +160,13 @@ def build_task_assets(
         store: DuckDBStore,
     ) -> dg.MaterializeResult:
         corpus = context.partition_key
+
+        def show_forecast(forecast: Forecast) -> None:
+            # On the corpus's partition in the UI while the extraction runs (an observation).
+            context.log_event(dg.AssetObservation(
+                asset_key=extractions_key, partition=corpus, metadata=forecast.as_metadata()
+            ))
+
         client = llm.get_client()
         where = f"corpus {corpus!r}, task {task.name}"
         try:
@@ -171,6 +179,8 @@ def build_task_assets(
                 run_id=context.run.run_id,
                 max_model_len=llm.max_model_len,
                 log=context.log,
+                on_forecast=show_forecast,
+                prices=price_table(settings.prices or ""),
             )
         except _TRANSIENT as exc:
             raise dg.Failure(
@@ -271,6 +281,7 @@ def run_metadata(run: CorpusRun, recipe: Recipe) -> dict[str, Any]:
         **{f"run/{k}": v for k, v in run.summary.as_metadata().items()},
         **{f"store/{k}": v for k, v in run.stats.items()},
         **{f"pack_audit/{k}": v for k, v in run.audit.as_metadata().items()},
+        **forecast_metadata(run),
         "store/journal_appends": run.journal_appends,
         "store/merges": run.merges,
         "changes": dg.MetadataValue.md(
@@ -280,6 +291,13 @@ def run_metadata(run: CorpusRun, recipe: Recipe) -> dict[str, Any]:
             markdown_table(run.field_changes[:20], ["doc_id", "field", "old_value", "new_value"])
         ),
     }
+
+
+def forecast_metadata(run: CorpusRun) -> dict[str, Any]:
+    """The run's forecast and how far it was from what happened (error in %)."""
+    if run.forecast is None:
+        return {}
+    return {**run.forecast.as_metadata(), **compare(run.forecast, run.summary)}
 
 
 def pack_audit_result(audit: AuditReport, max_disagreement: float) -> dg.AssetCheckResult:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from extraction_assets.engine import EngineSettings, RunSummary, extract
 from extraction_assets.engine.audit import DEFAULT_SHARE, AuditReport, PackedAnswers, shadow_audit
 from extraction_assets.engine.autotune import resolve_recipe
+from extraction_assets.forecast import Forecast, forecast_corpus
 from extraction_assets.tasks import ExtractionTask
 from extraction_assets.types import CallOutcome
 
@@ -60,6 +62,7 @@ class CorpusRun:
     journal_appends: int = 0
     merges: int = 0
     audit: AuditReport = field(default_factory=AuditReport)
+    forecast: Forecast | None = None  # made before extracting (extraction_assets/forecast.py)
     field_changes: list[dict[str, Any]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,12 +83,16 @@ async def extract_corpus(
     run_id: str,
     max_model_len: int,
     log: logging.Logger | Any,
+    on_forecast: Callable[[Forecast], None] | None = None,
+    prices: dict[str, tuple[float, float]] | None = None,
 ) -> CorpusRun:
     """Extract what is pending in `corpus` for `task` and store it; the caller owns `client`.
 
     One run per corpus and task at a time, whatever launched it (a second one waits, then finds
-    nothing pending). Raises the engine's `ServerUnavailableError` when the server stays away:
-    finished calls are stored, unfinished documents stay pending.
+    nothing pending). Before extracting, the run's forecast (extraction_assets/forecast.py, at
+    the recipe chosen; `prices` for the OpenAI cost) is logged and handed to `on_forecast`.
+    Raises the engine's `ServerUnavailableError` when the server stays away: finished calls are
+    stored, unfinished documents stay pending.
     """
     with store.extraction_lock(corpus, task.name, on_wait=log.warning):
         version = task.version(client.model, client.generation_params())
@@ -112,6 +119,18 @@ async def extract_corpus(
         engine_settings = replace(
             engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
         )
+        forecast: Forecast | None = None
+        try:
+            forecast = await forecast_corpus(
+                store, client, task, corpus, items_per_call=items_per_call,
+                max_model_len=max_model_len, retry_limit=recipe.retry_limit, prices=prices,
+            )
+        except Exception as exc:  # a forecast is advice: the run goes on without it
+            log.warning(f"no forecast for corpus {corpus!r}: {type(exc).__name__}: {exc}")
+        if forecast is not None:
+            log.info(forecast.summary())
+            if on_forecast is not None:
+                on_forecast(forecast)
         # Each call is acknowledged once it is in this run's journal (calls finishing together
         # share one append); the journal is merged into the store every few seconds and at the
         # end of the block, so the store is not opened once per call.
@@ -154,4 +173,5 @@ async def extract_corpus(
         journal_appends=writer.transactions,
         merges=writer.merges,
         audit=audit,
+        forecast=forecast,
     )
