@@ -2,4 +2,5 @@
 
 import dagster as dg
 
-corpus_partitions = dg.DynamicPartitionsDefinition(name="corpora")
+CORPORA = "corpora"  # the dynamic partitions' name in the instance
+corpus_partitions = dg.DynamicPartitionsDefinition(name=CORPORA)

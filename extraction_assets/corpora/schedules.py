@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from extraction_assets.corpora.partitions import corpus_partitions
+from extraction_assets.corpora.partitions import CORPORA
 from extraction_assets.corpora.sources import list_corpora
 from extraction_assets.settings import Settings
 
@@ -32,7 +32,7 @@ def build_catch_up_schedule(
     def catch_up_schedule(
         context: dg.ScheduleEvaluationContext,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        partitions = set(context.instance.get_dynamic_partitions(corpus_partitions.name))
+        partitions = set(context.instance.get_dynamic_partitions(CORPORA))
         corpora = sorted(partitions & set(list_corpora(settings.source_root)))
         if not corpora:
             return dg.SkipReason("no corpus partition with a folder (the source sensor adds them)")

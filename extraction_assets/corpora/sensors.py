@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from extraction_assets.corpora.partitions import corpus_partitions
+from extraction_assets.corpora.partitions import CORPORA, corpus_partitions
 from extraction_assets.corpora.sources import corpus_fingerprint, list_corpora
 from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG, evaluate_freshness
 from extraction_assets.settings import Settings
@@ -91,7 +91,7 @@ def build_source_sensor(
     def corpus_source_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous, reported = _read_cursor(context.cursor)
         corpora = list_corpora(root)
-        known = set(context.instance.get_dynamic_partitions(corpus_partitions.name))
+        known = set(context.instance.get_dynamic_partitions(CORPORA))
         new_partitions = [c for c in corpora if c not in known]
         removed = sorted(known - set(corpora))
         fingerprints = {c: corpus_fingerprint(root, c) for c in corpora}
