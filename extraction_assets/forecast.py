@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from resources.backends.base import LLMClient
     from resources.store import DuckDBStore
 
-# OpenAI list prices, USD per million tokens (input, output); check them before relying on a cost.
+# OpenAI list prices (standard tier), USD per million tokens (input, output), as published in
+# PRICES_AS_OF: prices change, check https://openai.com/api/pricing before relying on a cost.
+PRICES_AS_OF = "2025-08"
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
@@ -51,6 +53,15 @@ def price_table(raw: str | None = None) -> dict[str, tuple[float, float]]:
                 f"tokens ({type(exc).__name__}: {exc})"
             ) from None
     return table
+
+
+def price_for(model: str, table: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The model's price: its own entry, else the longest name it starts with (a dated snapshot,
+    gpt-4o-mini-2024-07-18, costs what gpt-4o-mini costs)."""
+    if model in table:
+        return table[model]
+    names = [name for name in table if model.startswith(name)]
+    return table[max(names, key=len)] if names else None
 
 
 @dataclass
@@ -152,7 +163,7 @@ async def forecast_corpus(
     rate = await asyncio.to_thread(store.measured_rate, client.backend, client.model, task.name, n)
     to_call = len(pending) - len(too_long)
     cost = None
-    price = (prices if prices is not None else price_table()).get(client.model)
+    price = price_for(client.model, prices if prices is not None else price_table())
     if client.backend == "openai" and price is not None:
         cost = (input_tokens * price[0] + output_tokens * price[1]) / 1e6
     return Forecast(

@@ -39,6 +39,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     print(format_forecasts(asyncio.run(go())))
     print("(documents as last synced; output tokens are the answer budget, an upper bound)")
+    if llm.backend == "openai":
+        from extraction_assets.forecast import PRICES_AS_OF
+
+        print(f"(cost: built-in OpenAI list prices of {PRICES_AS_OF}, to be checked against "
+              "https://openai.com/api/pricing; EXTRACTION_PRICES overrides them)")
     return 0
 
 

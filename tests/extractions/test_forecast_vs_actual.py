@@ -13,7 +13,7 @@ import pytest
 
 from extraction_assets.engine import RunSummary
 from extraction_assets.extractions.run import Recipe, extract_corpus
-from extraction_assets.forecast import Forecast, compare
+from extraction_assets.forecast import DEFAULT_PRICES, Forecast, compare, price_for
 from extraction_assets.tasks import get_task
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
 from resources.store import CallContext, DuckDBStore
@@ -127,3 +127,10 @@ def test_the_run_forecasts_before_its_first_call_and_keeps_it(tmp_path: Path) ->
     assert second is not None and (second.pending, second.calls) == (4, 2)
     assert second.rate_runs == 1 and second.items_per_min and second.minutes is not None
     assert second.minutes == pytest.approx(4 / second.items_per_min)
+
+
+def test_a_dated_model_snapshot_costs_what_its_model_costs() -> None:
+    assert price_for("gpt-4o-mini-2024-07-18", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4o-mini"]
+    assert price_for("gpt-4o-2024-08-06", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4o"]
+    assert price_for("gpt-4.1-mini", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4.1-mini"]
+    assert price_for("llama-3", DEFAULT_PRICES) is None

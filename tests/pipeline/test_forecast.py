@@ -98,3 +98,4 @@ def test_plan_command_prints_the_forecast(tmp_path, monkeypatch, capsys) -> None
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["corpus", "task", "pending", "calls"]
     assert out[1].split()[:5] == ["c", "biography", "4", "2", "2"]
+    assert "built-in OpenAI list prices of 20" in out[-1]
