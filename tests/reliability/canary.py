@@ -74,7 +74,7 @@ class Pass:
 @dataclass
 class CanaryResult:
     size: int
-    before: Pass  # isolate_suspicious=False
+    before: Pass | None  # isolate_suspicious=False (None: not measured)
     after: Pass  # the engine's mitigation on (the default)
 
 
@@ -127,15 +127,19 @@ def _pass(docs: list[Document], tokens: dict[str, str], url: str, model: str,
     return result
 
 
-def measure(url: str, model: str, size: int, packs: int = 2, seed: int = 0) -> CanaryResult:
-    """The canary packs extracted without, then with, the engine's isolation of suspicious items."""
+def measure(url: str, model: str, size: int, packs: int = 2, seed: int = 0, *,
+            before: bool = True, max_concurrency: int = 2) -> CanaryResult:
+    """The canary packs extracted without (unless `before` is false), then with, the engine's
+    isolation of suspicious items."""
     rng = random.Random(seed * 1000 + size)
     docs, tokens = [], {}
     for p in range(packs):
         d, t = canary_pack(p, size, rng)
         docs += d
         tokens.update(t)
-    settings = EngineSettings(items_per_call=size, max_concurrency=2, progress_interval_s=600)
-    before = _pass(docs, tokens, url, model, replace(settings, isolate_suspicious=False))
+    settings = EngineSettings(items_per_call=size, max_concurrency=max_concurrency,
+                              progress_interval_s=600)
+    unprotected = (_pass(docs, tokens, url, model, replace(settings, isolate_suspicious=False))
+                   if before else None)
     after = _pass(docs, tokens, url, model, replace(settings, isolate_suspicious=True))
-    return CanaryResult(size, before, after)
+    return CanaryResult(size, unprotected, after)

@@ -81,13 +81,14 @@ def kill_loop(
     late_kill_after_s: tuple[float, float] | None = None,
     start_timeout_s: float = 120,
     seed: int = 0,
+    final_recipe: tuple[int, int] = (10, 4),
 ) -> KillLoopResult:
     """`kills` runs each SIGKILLed at a random moment after its first LLM request, then one run to
     the end. `wait_stored_call`: kill only after the run stored a call (slow servers: makes each
     kill interrupt real progress). `late_kill_after_s`: every other kill (the odd ones) waits for
     a stored call and then this long, the even ones `kill_after_s` after the first request, so
     the loop covers both early kills and kills in the middle of stored progress by design, not
-    by chance."""
+    by chance. `final_recipe`: (items per call, in flight) of the last run, which finishes."""
     rng = random.Random(seed)
     result = KillLoopResult(documents=n_docs)
     log = project.workdir / "cli.log"
@@ -140,8 +141,8 @@ def kill_loop(
                 f"more than the {max_concurrency} that can be in flight"
             )
     before = snapshot(project.db, corpus)
-    final = project.run(corpus, timeout=900, items_per_call=max(items_per_call, 10),
-                        max_concurrency=max(max_concurrency, 4))
+    final = project.run(corpus, timeout=900, items_per_call=final_recipe[0],
+                        max_concurrency=final_recipe[1])
     result.final_rc = final.returncode
     result.final_output = (final.stdout + final.stderr)[-4000:]
     result.final = snapshot(project.db, corpus)

@@ -1,9 +1,9 @@
 """Why: documents are untrusted text. A document saying "ignore previous instructions", imitating the
 item delimiters or forging another item's id must not change another item's stored answer. Planted
-canary documents in packs of 1, 5 and 20 on the real vLLM server are extracted twice by the engine:
-without its isolation of suspicious items (how often an answer mentions another document's canary)
-and with it (the engine re-runs suspicious items alone; nothing it stores may name another
-document's canary). The rates are figures (benchmarks/reliability.py). The switch itself is checked
+canary documents in packs of 1, 5 and 20 on the real vLLM server are extracted by the engine with
+its isolation of suspicious items (it re-runs suspicious items alone; nothing it stores may name
+another document's canary), and at 5 also without it (how often an answer mentions another
+document's canary: bounded here, a figure in benchmarks/reliability.py). The switch itself is checked
 through the CLI and the Dagster job against the fault-injecting fake, which mixes items on demand."""
 
 from __future__ import annotations
@@ -19,25 +19,34 @@ from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer
 from tests.reliability.canary import measure
 from tests.reliability.harness import ROOT, cli_project, query, write_corpus
 
+# (pack size, packs, also without the mitigation): the pass without it is a figure
+# (benchmarks/reliability.py) and its bound is checked once, at 5; 1 and 20 check the mitigation.
+CANARY_CASES = [(1, 2, False), (5, 2, True), (20, 1, False)]
+
 
 @pytest.mark.vllm
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # two passes over the packs; 20 per call took 627 + 620 s under load
-@pytest.mark.parametrize("size", [1, 5, 20])
-def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size):
-    result = measure(vllm_url, vllm_model, size, packs=2)
-    before, after = result.before, result.after
-    expected = 2 * (size - 1 if size > 1 else 1)
-    assert before.items + before.failed == expected and after.items + after.failed == expected
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize(("size", "packs", "unprotected"), CANARY_CASES,
+                         ids=[str(c[0]) for c in CANARY_CASES])
+def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size, packs, unprotected):
+    result = measure(vllm_url, vllm_model, size, packs=packs, before=unprotected,
+                     max_concurrency=4)
+    after = result.after
+    expected = packs * (size - 1 if size > 1 else 1)
+    assert after.items + after.failed == expected
     if size == 1:
-        assert before.contaminated == [] and after.rerun_alone == 0  # nothing else in the prompt
+        assert after.contaminated == [] and after.rerun_alone == 0  # nothing else in the prompt
     else:
         # A hostile document's answer is never stored from a shared prompt: made in a pack, it is
         # flagged and made again alone (without the mitigation it is stored from its pack).
         assert all(n == 1 for n in after.hostile_pack_sizes.values()), after
-    assert before.rerun_alone == 0
-    # The 135M model does mix items sometimes; more than half would mean the defences are gone.
-    assert before.rate <= 0.5, before.contaminated
+    if result.before is not None:
+        before = result.before
+        assert before.items + before.failed == expected
+        assert before.rerun_alone == 0
+        # The 135M model does mix items sometimes; more than half would mean the defences are gone.
+        assert before.rate <= 0.5, before.contaminated
     assert after.contaminated == [], "the engine stored an answer naming another document"
 
 
@@ -53,6 +62,7 @@ def _rerun_metadata(dagster_home) -> list[int]:
         return [r.asset_materialization.metadata["run/rerun_alone"].value for r in events.records]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("isolate", [True, False])
 def test_isolation_switch_through_the_cli(tmp_path, isolate):
     docs = [{"id": f"d{i}", "text": f"The merchant Zq{'abcd'[i] * 4}ov sold salt in Basra."}

@@ -1,7 +1,8 @@
 """Why: the inference server dies too (OOM, a redeploy). Killing our own vLLM server in the middle of a
 CLI run must end the run either through the backend's retries or with a clear "server unavailable"
-failure that keeps finished calls stored and leaves unfinished documents pending; once the server is
-back, the next run finishes exactly those. Uses its own server (the shared one must not be killed)."""
+failure that keeps finished calls stored and leaves unfinished documents pending; with a server
+back, the next run finishes exactly those. Kills a server of its own (the shared one must not be
+killed); the next run goes to the session's server (same model), which saves a second server start."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.reliability.harness import cli_project, short_docs, snapshot, wait_fo
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
-def test_server_killed_mid_run_then_next_run_finishes(tmp_path):
+def test_server_killed_mid_run_then_next_run_finishes(tmp_path, vllm_url, vllm_model):
     state = tmp_path / "server"
     config = serve.ServerConfig(port=serve.free_port(), state_dir=state, gpu=False,
                                 ready_timeout=600)
@@ -33,8 +34,8 @@ def test_server_killed_mid_run_then_next_run_finishes(tmp_path):
         if proc.returncode != 0:
             assert "stayed unavailable" in output and "stay pending" in output, output[-3000:]
             assert 1 <= len(mid.rows) < n
-        handle = serve.start_server(config)
-        again = cli.run("restart", timeout=900, items_per_call=2, max_concurrency=2)
+        cli.env.update(LLM_BASE_URL=vllm_url, LLM_MODEL=vllm_model)
+        again = cli.run("restart", timeout=900, items_per_call=1, max_concurrency=4)
         assert again.returncode == 0, again.stdout[-3000:]
         final = snapshot(cli.db, "restart")
         assert len(final.rows) == n and final.duplicates == 0 and final.history == 0
