@@ -7,6 +7,8 @@ The API key is a secret: it is never logged, never part of repr/str, never in er
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -37,7 +39,7 @@ def api_key_env_var(backend: str, env: LLMEnvironment | None = None) -> str | No
     return None
 
 
-class LLMResource(dg.ConfigurableResource):
+class LLMResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # used unparametrised
     """An LLM server (vLLM, Ollama or OpenAI) serving one model."""
 
     backend: str = Field(default="vllm", description='"vllm" | "ollama" | "openai"')
@@ -100,7 +102,7 @@ class LLMResource(dg.ConfigurableResource):
             raise ValueError(f"LLM_BACKEND={backend!r}; expected one of {BACKENDS}")
         keys = {"LLM_API_KEY": env.api_key, "OPENAI_API_KEY": env.openai_api_key}
         key_var = api_key_env_var(backend, env)
-        kwargs: dict = {
+        kwargs: dict[str, Any] = {
             "backend": backend,
             "base_url": env.base_url or DEFAULT_BASE_URL[backend],
             "model": env.model or DEFAULT_MODEL[backend],

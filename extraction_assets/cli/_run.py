@@ -62,14 +62,14 @@ def run_corpora(
 ) -> tuple[list[str], list[str], bool]:
     """Run the `extract_corpus` job for each corpus on the persistent instance: (corpora, run ids, ok)."""
     # Imported here: the definitions pull in the whole engine.
-    from extraction_assets.corpora.partitions import corpus_partitions
+    from extraction_assets.corpora.partitions import CORPORA
     from extraction_assets.corpora.sources import list_corpora
     from extraction_assets.definitions import build_definitions
 
     defs = build_definitions(settings)
     corpora = corpora or list_corpora(settings.source_root)
     instance = dg.DagsterInstance.get()
-    instance.add_dynamic_partitions(corpus_partitions.name, corpora)
+    instance.add_dynamic_partitions(CORPORA, corpora)
     job = defs.resolve_job_def("extract_corpus")
     ok = True
     run_ids = []

@@ -24,6 +24,12 @@ _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)(?:```|$)", re.DOTALL)
 _DECODER_WS = re.compile(r"\s*")
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    """The index of the first non-whitespace character at or after `pos`."""
+    match = _DECODER_WS.match(text, pos)  # `\s*` always matches
+    return match.end() if match else pos
+
+
 @dataclass
 class ParsedAnswer:
     ok: dict[str, dict[str, Any]] = field(default_factory=dict)  # doc id -> validated fields
@@ -33,7 +39,7 @@ class ParsedAnswer:
     problem: str | None = None  # what was wrong with the answer as a whole, if anything
 
 
-class _Obj(dict):
+class _Obj(dict[str, Any]):
     """A decoded JSON object that remembers keys it saw more than once."""
 
     dup_keys: frozenset[str] = frozenset()
@@ -41,7 +47,7 @@ class _Obj(dict):
 
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> _Obj:
     obj = _Obj()
-    dups = set()
+    dups: set[str] = set()
     for key, value in pairs:
         if key in obj:
             dups.add(key)
@@ -74,10 +80,10 @@ def _members_prefix(text: str) -> tuple[list[tuple[str, Any]], list[str], str | 
     """
     members: list[tuple[str, Any]] = []
     keys_seen: list[str] = []
-    pos = _DECODER_WS.match(text, 0).end()
+    pos = _skip_ws(text, 0)
     if not text.startswith("{", pos):
         return members, keys_seen, "answer is not a JSON object"
-    pos = _DECODER_WS.match(text, pos + 1).end()
+    pos = _skip_ws(text, pos + 1)
     if text.startswith("}", pos):
         return members, keys_seen, None
     while True:
@@ -88,18 +94,18 @@ def _members_prefix(text: str) -> tuple[list[tuple[str, Any]], list[str], str | 
         if not isinstance(key, str):
             return members, keys_seen, f"invalid JSON at char {pos}"
         keys_seen.append(key)
-        pos = _DECODER_WS.match(text, pos).end()
+        pos = _skip_ws(text, pos)
         if not text.startswith(":", pos):
             return members, keys_seen, f"invalid JSON at char {pos}"
-        pos = _DECODER_WS.match(text, pos + 1).end()
+        pos = _skip_ws(text, pos + 1)
         try:
             value, pos = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError:
             return members, keys_seen, f"invalid or truncated JSON in the answer for {key!r}"
         members.append((key, value))
-        pos = _DECODER_WS.match(text, pos).end()
+        pos = _skip_ws(text, pos)
         if text.startswith(",", pos):
-            pos = _DECODER_WS.match(text, pos + 1).end()
+            pos = _skip_ws(text, pos + 1)
             continue
         if text.startswith("}", pos):
             rest = text[pos + 1 :].strip()
@@ -125,10 +131,12 @@ def _members_from_list(items: list[Any]) -> tuple[list[tuple[str, Any]], str | N
     return members, (f"{skipped} list elements without an id" if skipped else None)
 
 
-def _validate(value: Any, item_model: type[pydantic.BaseModel]) -> tuple[dict | None, str | None]:
+def _validate(
+    value: Any, item_model: type[pydantic.BaseModel]
+) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(value, dict):
         return None, f"answer is a {type(value).__name__}, not an object"
-    dups = getattr(value, "dup_keys", frozenset())
+    dups: frozenset[str] = getattr(value, "dup_keys", frozenset())
     if dups:
         return None, f"answer repeats field(s) {sorted(dups)}"
     try:
@@ -151,9 +159,8 @@ def parse_answer(
     except Exception as exc:  # defensive: a parser bug must not lose the whole run
         # The traceback goes into the stored error so that the bug can be found from the store.
         trace = "".join(traceback.format_exception(exc)).rstrip()
-        out = ParsedAnswer(problem=f"parser error: {type(exc).__name__}: {exc}\n{trace}")
-        out.errors = {i: out.problem for i in pack_ids}
-        return out
+        problem = f"parser error: {type(exc).__name__}: {exc}\n{trace}"
+        return ParsedAnswer(errors={i: problem for i in pack_ids}, problem=problem)
 
 
 def _parse(

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -201,7 +202,7 @@ class _Run:
         results: list[ItemResult] = []
         retry: list[Document] = []
         for index, doc in enumerate(pack.docs):
-            share = {
+            share: dict[str, Any] = {
                 "prompt_tokens": _share(completion.prompt_tokens, n, index),
                 "completion_tokens": _share(completion.completion_tokens, n, index),
                 "latency_s": completion.latency_s / n,
@@ -249,7 +250,7 @@ class _Run:
         for doc in pack.docs:
             if doc.doc_id in flagged:
                 self.log.info("item %s re-run alone: %s", doc.doc_id, flagged[doc.doc_id])
-                self.queue.put_nowait(Pack([doc], pack.attempt + 1, pack.budget_scale))
+                self.queue.put_nowait(Pack((doc,), pack.attempt + 1, pack.budget_scale))
         self.rerun_alone += len(flagged)
         return [r for r in results if r.doc_id not in flagged]
 
@@ -307,8 +308,7 @@ async def extract(
 ) -> RunSummary:
     """Extract `task` from every document; results reach `on_outcome` call by call."""
     log = log or logging.getLogger(__name__)
-    seen: set[str] = set()
-    dups = sorted({d.doc_id for d in documents if d.doc_id in seen or seen.add(d.doc_id)})
+    dups = sorted(i for i, n in Counter(d.doc_id for d in documents).items() if n > 1)
     if dups:
         raise ValueError(f"document ids must be unique within a run; repeated: {dups[:5]}")
 

@@ -339,7 +339,7 @@ def contamination(packs: Sequence[Sequence[str]], texts: Mapping[str, str],
             others = {o: keys[o] for o in pack if o != doc_id and o in keys}
             # Grade words ("صدوق") in a name field are a wrong answer, not a borrowed name.
             hit = detector.find_borrowed(answer_names(answer), keys.get(doc_id, ""), others,
-                                         ignore=grade_from_text)
+                                         ignore=lambda text: bool(grade_from_text(text)))
             if hit is not None:
                 report.contaminated += 1
                 report.examples.append({"doc_id": doc_id, "name": hit.value,

@@ -70,7 +70,7 @@ class LLMClient(Protocol):
     model: str
 
     async def complete(
-        self, messages: list[dict[str, str]], schema: dict, schema_name: str, max_tokens: int
+        self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str, max_tokens: int
     ) -> Completion: ...
 
     def generation_params(self) -> dict[str, Any]: ...
@@ -228,18 +228,18 @@ class ReplicatedClient:
         self,
         base_url: str,
         messages: list[dict[str, str]],
-        schema: dict,
+        schema: dict[str, Any],
         schema_name: str,
         max_tokens: int,
     ) -> Completion:
         raise NotImplementedError
 
     def _backoff(self, attempt: int) -> float:
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt)
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2.0**attempt)
         return delay * random.uniform(0.5, 1.5)
 
     async def complete(
-        self, messages: list[dict[str, str]], schema: dict, schema_name: str, max_tokens: int
+        self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str, max_tokens: int
     ) -> Completion:
         last_url, last_error = self.base_urls[0], "no attempt made"
         attempt = failovers = 0

@@ -82,7 +82,7 @@ class OllamaClient(ReplicatedClient):
             options["seed"] = self.seed
         return options
 
-    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict,
+    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict[str, Any],
                             schema_name: str, max_tokens: int) -> Completion:
         started = time.monotonic()
         try:

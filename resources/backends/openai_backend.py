@@ -59,7 +59,8 @@ def openai_strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
                 out[key] = walk(value)
         return out
 
-    return walk(copy.deepcopy(schema))
+    strict: dict[str, Any] = walk(copy.deepcopy(schema))
+    return strict
 
 
 class OpenAIProtocolClient(ReplicatedClient):
@@ -80,7 +81,7 @@ class OpenAIProtocolClient(ReplicatedClient):
             for url in base_urls
         }
 
-    def _request_args(self, schema: dict, schema_name: str, max_tokens: int) -> dict[str, Any]:
+    def _request_args(self, schema: dict[str, Any], schema_name: str, max_tokens: int) -> dict[str, Any]:
         args: dict[str, Any] = {"temperature": self.temperature}
         if self.seed is not None:
             args["seed"] = self.seed
@@ -104,7 +105,7 @@ class OpenAIProtocolClient(ReplicatedClient):
             }
         return args
 
-    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict,
+    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict[str, Any],
                             schema_name: str, max_tokens: int) -> Completion:
         started = time.monotonic()
         try:

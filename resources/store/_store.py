@@ -41,7 +41,7 @@ def _call_context(context: CallContext | None, fields: dict[str, str]) -> CallCo
     return CallContext(**fields)
 
 
-class DuckDBStore(dg.ConfigurableResource):
+class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used unparametrised
     """The extraction store in one DuckDB file; every method is one short transaction.
 
     Data never reaches SQL text: values, corpus and task names are parameters. The only
