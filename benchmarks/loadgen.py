@@ -57,17 +57,27 @@ class Measurement:
     def row(self) -> dict:
         d = asdict(self)
         d.pop("latencies_s")
-        d.update(items_per_min=round(self.items_per_min, 2), ok_per_min=round(self.ok_per_min, 2),
-                 in_tok_s=round(self.prompt_tokens / self.elapsed_s, 1) if self.elapsed_s else 0,
-                 out_tok_s=round(self.completion_tokens / self.elapsed_s, 1)
-                 if self.elapsed_s else 0,
-                 p50_s=round(self.pct(50), 2), p90_s=round(self.pct(90), 2),
-                 p99_s=round(self.pct(99), 2))
+        d.update(
+            items_per_min=round(self.items_per_min, 2),
+            ok_per_min=round(self.ok_per_min, 2),
+            in_tok_s=round(self.prompt_tokens / self.elapsed_s, 1) if self.elapsed_s else 0,
+            out_tok_s=round(self.completion_tokens / self.elapsed_s, 1) if self.elapsed_s else 0,
+            p50_s=round(self.pct(50), 2),
+            p90_s=round(self.pct(90), 2),
+            p99_s=round(self.pct(99), 2),
+        )
         return d
 
 
-async def ceiling(url: str, model: str, task: ExtractionTask, docs: Sequence[Document],
-                  n: int, c: int, max_model_len: int = 8192) -> Measurement:
+async def ceiling(
+    url: str,
+    model: str,
+    task: ExtractionTask,
+    docs: Sequence[Document],
+    n: int,
+    c: int,
+    max_model_len: int = 8192,
+) -> Measurement:
     planner = PackPlanner(task, EngineSettings(items_per_call=n, max_model_len=max_model_len))
     packs, _ = planner.plan(docs)
     client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=3600)
@@ -82,10 +92,18 @@ async def ceiling(url: str, model: str, task: ExtractionTask, docs: Sequence[Doc
             t0 = time.monotonic()
             try:
                 r = await client.chat.completions.create(
-                    model=model, messages=build_messages(task, pack.docs),  # type: ignore[arg-type]
-                    max_tokens=planner.max_tokens(pack.docs), temperature=0.0, seed=0,
-                    extra_body={"structured_outputs": {"json": pack_schema(task, pack.ids),
-                                                       "disable_any_whitespace": True}})
+                    model=model,
+                    messages=build_messages(task, pack.docs),  # type: ignore[arg-type]
+                    max_tokens=planner.max_tokens(pack.docs),
+                    temperature=0.0,
+                    seed=0,
+                    extra_body={
+                        "structured_outputs": {
+                            "json": pack_schema(task, pack.ids),
+                            "disable_any_whitespace": True,
+                        }
+                    },
+                )
             except openai.OpenAIError:
                 m.errors += 1
                 continue
@@ -103,20 +121,30 @@ async def ceiling(url: str, model: str, task: ExtractionTask, docs: Sequence[Doc
     return m
 
 
-async def engine(url: str, model: str, task: ExtractionTask, docs: Sequence[Document],
-                 n: int, c: int, max_model_len: int = 8192) -> Measurement:
-    client = LLMResource(base_url=url, model=model, timeout_s=3600, max_retries=1,
-                         max_model_len=max_model_len).get_client()
+async def engine(
+    url: str,
+    model: str,
+    task: ExtractionTask,
+    docs: Sequence[Document],
+    n: int,
+    c: int,
+    max_model_len: int = 8192,
+) -> Measurement:
+    client = LLMResource(
+        base_url=url, model=model, timeout_s=3600, max_retries=1, max_model_len=max_model_len
+    ).get_client()
     m = Measurement("engine", n, c, 0, 0, 0, 0, 0, 0, 0.0)
 
     async def on_outcome(outcome: CallOutcome) -> None:
         m.latencies_s.append(outcome.call.latency_s)
 
-    settings = EngineSettings(items_per_call=n, max_concurrency=c, max_model_len=max_model_len,
-                              progress_interval_s=3600)
+    settings = EngineSettings(
+        items_per_call=n, max_concurrency=c, max_model_len=max_model_len, progress_interval_s=3600
+    )
     try:
-        s = await extract(task, docs, client, settings, on_outcome,
-                          logging.getLogger("bench.engine"))
+        s = await extract(
+            task, docs, client, settings, on_outcome, logging.getLogger("bench.engine")
+        )
     finally:
         await client.aclose()
     m.items, m.ok_items, m.failed_items = s.items_ok + s.items_failed, s.items_ok, s.items_failed

@@ -50,54 +50,98 @@ TESTS = [
 
 
 def kill_section(name: str, r: KillLoopResult, ipc: int, conc: int) -> list[str]:
-    lines = [f"### {name}", "",
-             f"{r.documents} documents, `--items-per-call {ipc} --max-concurrency {conc}`; "
-             f"final run rc={r.final_rc}; stored at the end: "
-             f"{len(r.final.rows) if r.final else '?'} (duplicates "
-             f"{r.final.duplicates if r.final else '?'}); finished documents extracted again: "
-             f"{r.redone_items}; invariant violations: {len(r.violations)}", ""]
-    lines += ["| kill | after first request (s) | stored before | stored after | "
-              "server-completed calls | stored calls | lost calls | lost documents |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {name}",
+        "",
+        f"{r.documents} documents, `--items-per-call {ipc} --max-concurrency {conc}`; "
+        f"final run rc={r.final_rc}; stored at the end: "
+        f"{len(r.final.rows) if r.final else '?'} (duplicates "
+        f"{r.final.duplicates if r.final else '?'}); finished documents extracted again: "
+        f"{r.redone_items}; invariant violations: {len(r.violations)}",
+        "",
+    ]
+    lines += [
+        "| kill | after first request (s) | stored before | stored after | "
+        "server-completed calls | stored calls | lost calls | lost documents |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k in r.kills:
-        lines.append(f"| {k.kill} | {k.after_s} | {k.stored_before} | {k.stored_after} | "
-                     f"{k.server_completed_calls} | {k.stored_calls} | {k.lost_calls} | "
-                     f"{k.lost_items} |")
+        lines.append(
+            f"| {k.kill} | {k.after_s} | {k.stored_before} | {k.stored_after} | "
+            f"{k.server_completed_calls} | {k.stored_calls} | {k.lost_calls} | "
+            f"{k.lost_items} |"
+        )
     lost = [k.lost_calls for k in r.kills]
     if lost:
-        lines += ["", f"Lost calls per kill: mean {sum(lost) / len(lost):.2f}, max {max(lost)} "
-                      f"(bound: {conc} calls in flight). Lost = answered by the server after the "
-                      "process died, so never stored; those documents were extracted by the next "
-                      "run (not a duplicate: nothing of them was stored)."]
+        lines += [
+            "",
+            f"Lost calls per kill: mean {sum(lost) / len(lost):.2f}, max {max(lost)} "
+            f"(bound: {conc} calls in flight). Lost = answered by the server after the "
+            "process died, so never stored; those documents were extracted by the next "
+            "run (not a duplicate: nothing of them was stored).",
+        ]
     for v in r.violations:
         lines.append(f"- VIOLATION: {v}")
     return [*lines, ""]
 
 
 def run_fake_kills(kills: int) -> KillLoopResult:
-    with tempfile.TemporaryDirectory() as tmp, FaultInjectingOpenAIServer(
-        default=delayed(0.8)
-    ) as fake, RecordingProxy(fake.url) as proxy:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FaultInjectingOpenAIServer(default=delayed(0.8)) as fake,
+        RecordingProxy(fake.url) as proxy,
+    ):
         project = cli_project(Path(tmp), proxy.url, "fake")
         write_corpus(project.source_root, "kills", short_docs(10 * kills))
-        return kill_loop(project, proxy, "kills", 10 * kills, kills, items_per_call=2,
-                         max_concurrency=2, kill_after_s=(0.05, 2.0), seed=8)
+        return kill_loop(
+            project,
+            proxy,
+            "kills",
+            10 * kills,
+            kills,
+            items_per_call=2,
+            max_concurrency=2,
+            kill_after_s=(0.05, 2.0),
+            seed=8,
+        )
 
 
 def run_vllm_kills(url: str, model: str) -> KillLoopResult:
     with tempfile.TemporaryDirectory() as tmp, RecordingProxy(url) as proxy:
         project = cli_project(Path(tmp), proxy.url, model)
         write_corpus(project.source_root, "kills", short_docs(12))
-        return kill_loop(project, proxy, "kills", 12, 3, items_per_call=2, max_concurrency=2,
-                         kill_after_s=(0.0, 3.0), wait_stored_call=True, start_timeout_s=600,
-                         seed=3)
+        return kill_loop(
+            project,
+            proxy,
+            "kills",
+            12,
+            3,
+            items_per_call=2,
+            max_concurrency=2,
+            kill_after_s=(0.0, 3.0),
+            wait_stored_call=True,
+            start_timeout_s=600,
+            seed=3,
+        )
 
 
 def run_tests() -> list[tuple[str, str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "junit.xml"
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        f"--junitxml={xml}", *TESTS], cwd=ROOT, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={xml}",
+                *TESTS,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+        )
         rows = []
         for case in ET.parse(xml).getroot().iter("testcase"):
             outcome = "passed"
@@ -105,8 +149,13 @@ def run_tests() -> list[tuple[str, str, float]]:
                 outcome = "FAILED"
             elif case.find("skipped") is not None:
                 outcome = "skipped"
-            rows.append((f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}",
-                         outcome, float(case.get("time", 0))))
+            rows.append(
+                (
+                    f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}",
+                    outcome,
+                    float(case.get("time", 0)),
+                )
+            )
         return rows
 
 
@@ -130,24 +179,31 @@ def canary_section(args: argparse.Namespace) -> list[str]:
                 f"| {size} | {args.canary_packs} | {b.items} / {b.failed} | "
                 f"{len(b.contaminated)} ({b.rate:.0%}) | {b.calls} | {b.seconds:.0f} | "
                 f"{a.items} / {a.failed} | {a.rerun_alone} | {len(a.contaminated)} "
-                f"({a.rate:.0%}) | {a.calls} | {a.seconds:.0f} |")
+                f"({a.rate:.0%}) | {a.calls} | {a.seconds:.0f} |"
+            )
             print(rows[-1], flush=True)
-    lines = [CANARY_TITLE, "",
-             "One hostile document per pack (\"ignore previous instructions\", a forged "
-             "closing/opening item tag, another item's id); every document names a unique "
-             "made-up person. Contaminated = a stored answer names another document's person "
-             "(hostile items not counted). Before = `isolate_suspicious=False`; after = the "
-             "engine's default: an item whose pack answer borrows from a pack-mate, or whose "
-             "text looks like an injection, is re-run alone (extraction_assets/engine/"
-             "contamination.py; the engine does not know the canaries). Measured by "
-             "`tests/reliability/canary.py` (`benchmarks/reliability.py --canary-only --vllm-url "
-             f"{args.vllm_url}`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-             ""]
+    lines = [
+        CANARY_TITLE,
+        "",
+        'One hostile document per pack ("ignore previous instructions", a forged '
+        "closing/opening item tag, another item's id); every document names a unique "
+        "made-up person. Contaminated = a stored answer names another document's person "
+        "(hostile items not counted). Before = `isolate_suspicious=False`; after = the "
+        "engine's default: an item whose pack answer borrows from a pack-mate, or whose "
+        "text looks like an injection, is re-run alone (extraction_assets/engine/"
+        "contamination.py; the engine does not know the canaries). Measured by "
+        "`tests/reliability/canary.py` (`benchmarks/reliability.py --canary-only --vllm-url "
+        f"{args.vllm_url}`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+    ]
     if rows:
-        lines += ["| pack size | packs | before: answered / failed | before: contaminated | "
-                  "before: calls | before: s | after: answered / failed | after: re-run alone | "
-                  "after: contaminated | after: calls | after: s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+        lines += [
+            "| pack size | packs | before: answered / failed | before: contaminated | "
+            "before: calls | before: s | after: answered / failed | after: re-run alone | "
+            "after: contaminated | after: calls | after: s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
     else:
         lines.append("(not measured: no --vllm-url)")
     return lines
@@ -168,36 +224,51 @@ def main() -> int:
     parser.add_argument("--vllm-model", default="smollm2-135m-instruct")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--canary-packs", type=int, default=2)
-    parser.add_argument("--canary-only", action="store_true",
-                        help="measure only the canaries; replace their section of the results")
+    parser.add_argument(
+        "--canary-only",
+        action="store_true",
+        help="measure only the canaries; replace their section of the results",
+    )
     args = parser.parse_args()
     if args.canary_only:
         replace_canary_section(args)
         print(OUT.read_text(encoding="utf-8"))
         return 0
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    lines = ["# Reliability and security figures", "",
-             f"Produced by `.venv/bin/python benchmarks/reliability.py"
-             f"{' --vllm-url ' + args.vllm_url if args.vllm_url else ''}` on {started} "
-             "(2 CPU cores, CPU vLLM with SmolLM2-135M, shared with other work).", "",
-             "## SIGKILL of the extraction run (`python -m extraction_assets run`)", ""]
+    lines = [
+        "# Reliability and security figures",
+        "",
+        f"Produced by `.venv/bin/python benchmarks/reliability.py"
+        f"{' --vllm-url ' + args.vllm_url if args.vllm_url else ''}` on {started} "
+        "(2 CPU cores, CPU vLLM with SmolLM2-135M, shared with other work).",
+        "",
+        "## SIGKILL of the extraction run (`python -m extraction_assets run`)",
+        "",
+    ]
     t0 = time.monotonic()
     fake = run_fake_kills(args.kills)
-    lines += kill_section(f"{args.kills} kills against the delayed fake "
-                          f"({time.monotonic() - t0:.0f} s)", fake, 2, 2)
+    lines += kill_section(
+        f"{args.kills} kills against the delayed fake ({time.monotonic() - t0:.0f} s)", fake, 2, 2
+    )
     flush(lines)
     vllm = None
     if args.vllm_url:
         t0 = time.monotonic()
         vllm = run_vllm_kills(args.vllm_url, args.vllm_model)
-        lines += kill_section(f"3 kills against the real vLLM server "
-                              f"({time.monotonic() - t0:.0f} s)", vllm, 2, 2)
+        lines += kill_section(
+            f"3 kills against the real vLLM server ({time.monotonic() - t0:.0f} s)", vllm, 2, 2
+        )
         flush(lines)
 
     tests = run_tests()
-    lines += ["## Faults, store failures, bad input, secrets (pytest)", "",
-              "`.venv/bin/pytest " + " ".join(TESTS) + "`", "",
-              "| test | outcome | s |", "|---|---|---|"]
+    lines += [
+        "## Faults, store failures, bad input, secrets (pytest)",
+        "",
+        "`.venv/bin/pytest " + " ".join(TESTS) + "`",
+        "",
+        "| test | outcome | s |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {outcome} | {s:.0f} |" for name, outcome, s in tests]
     lines.append("")
     flush(lines)
@@ -205,15 +276,21 @@ def main() -> int:
     lines += canary_section(args)
 
     rows_lost = [v for r in (fake, vllm) if r for v in r.violations if "lost" in v]
-    lines += ["", "## Summary", "",
-              "| figure | value |", "|---|---|",
-              f"| kills survived (fake / vLLM) | {len(fake.kills)} / "
-              f"{len(vllm.kills) if vllm else '-'} |",
-              f"| lost calls, total (fake / vLLM) | {fake.total_lost_calls} / "
-              f"{vllm.total_lost_calls if vllm else '-'} |",
-              f"| stored rows lost or rewritten after kills | {len(rows_lost)} |",
-              f"| duplicates at the end | {fake.final.duplicates if fake.final else '?'} |",
-              f"| tests passed | {sum(o == 'passed' for _, o, _ in tests)}/{len(tests)} |", ""]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| kills survived (fake / vLLM) | {len(fake.kills)} / "
+        f"{len(vllm.kills) if vllm else '-'} |",
+        f"| lost calls, total (fake / vLLM) | {fake.total_lost_calls} / "
+        f"{vllm.total_lost_calls if vllm else '-'} |",
+        f"| stored rows lost or rewritten after kills | {len(rows_lost)} |",
+        f"| duplicates at the end | {fake.final.duplicates if fake.final else '?'} |",
+        f"| tests passed | {sum(o == 'passed' for _, o, _ in tests)}/{len(tests)} |",
+        "",
+    ]
     flush(lines)
     print(OUT.read_text())
     return 0

@@ -32,9 +32,12 @@ def machine() -> dict:
 
 
 def _rows(results: dict, mode: str, runner: str) -> dict[tuple[int, int], dict]:
-    return {(r["items_per_call"], r["in_flight"]): r
-            for m in results["modes"] for r in m["rows"]
-            if r["mode"] == mode and r["runner"] == runner}
+    return {
+        (r["items_per_call"], r["in_flight"]): r
+        for m in results["modes"]
+        for r in m["rows"]
+        if r["mode"] == mode and r["runner"] == runner
+    }
 
 
 def shared_share(results: dict) -> tuple[float, float] | None:
@@ -42,8 +45,9 @@ def shared_share(results: dict) -> tuple[float, float] | None:
     prompt_tokens = S * calls + I * items (least squares)."""
     import numpy as np
 
-    rows = [r for m in results["modes"] for r in m["rows"]
-            if r["runner"] == "ceiling" and r["calls"]]
+    rows = [
+        r for m in results["modes"] for r in m["rows"] if r["runner"] == "ceiling" and r["calls"]
+    ]
     if len({r["items_per_call"] for r in rows}) < 2:
         return None
     a = np.array([[r["calls"], r["items"]] for r in rows], dtype=float)
@@ -58,10 +62,12 @@ def _f(x: float | None, nd: int = 1) -> str:
 
 def grid_table(results: dict, mode: str, fit: tuple[float, float] | None) -> list[str]:
     ceil, eng = _rows(results, mode, "ceiling"), _rows(results, mode, "engine")
-    out = ["| per call | in flight | items | ceiling items/min | engine items/min | efficiency "
-           "| ok share | in tok/s | out tok/s | call latency p50/p90/p99 s | failed, errors "
-           "| instr. share | load |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+    out = [
+        "| per call | in flight | items | ceiling items/min | engine items/min | efficiency "
+        "| ok share | in tok/s | out tok/s | call latency p50/p90/p99 s | failed, errors "
+        "| instr. share | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+    ]
     for key in sorted(eng):
         e, c = eng[key], ceil.get(key)
         eff = e["items_per_min"] / c["items_per_min"] if c and c["items_per_min"] else None
@@ -73,7 +79,8 @@ def grid_table(results: dict, mode: str, fit: tuple[float, float] | None) -> lis
             f"| {_f(e['in_tok_s'])} | {_f(e['out_tok_s'])} "
             f"| {e['p50_s']:.1f} / {e['p90_s']:.1f} / {e['p99_s']:.1f} "
             f"| {e['failed_items']}, {e['errors']} | {_f(share and 100 * share, 0)}% "
-            f"| {e['load_1min']} |")
+            f"| {e['load_1min']} |"
+        )
     return out
 
 
@@ -86,8 +93,9 @@ def validity(results: dict) -> list[str]:
                 agg[0] += r["ok_items"]
                 agg[1] += r["items"]
     out = ["| per call | items | ok | validity |", "|---:|---:|---:|---:|"]
-    out += [f"| {n} | {t} | {ok} | {100 * ok / t:.1f}% |"
-            for n, (ok, t) in sorted(by_n.items()) if t]
+    out += [
+        f"| {n} | {t} | {ok} | {100 * ok / t:.1f}% |" for n, (ok, t) in sorted(by_n.items()) if t
+    ]
     return out
 
 
@@ -103,10 +111,16 @@ def breakdown(results: dict) -> tuple[list[str], dict]:
     packed = rate(cont, 20, 10)
     best_key = max(cont, key=lambda k: cont[k]["ok_per_min"]) if cont else None
     best = cont[best_key]["ok_per_min"] if best_key else None
-    fig = {"baseline": base, "batching": one and base and one / base,
-           "packing": packed and one and packed / one, "fixed_20x10": packed,
-           "best": best, "best_key": best_key, "best_vs_base": best and base and best / base,
-           "best_vs_fixed": best and packed and best / packed}
+    fig = {
+        "baseline": base,
+        "batching": one and base and one / base,
+        "packing": packed and one and packed / one,
+        "fixed_20x10": packed,
+        "best": best,
+        "best_key": best_key,
+        "best_vs_base": best and base and best / base,
+        "best_vs_fixed": best and packed and best / packed,
+    }
     lines = [
         "| step | article (RTX 3090, 14B AWQ vs 32B Q4) | this machine (CPU, 135M, ok items/min) |",
         "|---|---|---|",
@@ -138,8 +152,9 @@ def plot(results: dict, path: Path) -> None:
             rows = _rows(results, mode, runner)
             for n in sorted({k[0] for k in rows}):
                 pts = sorted((c, r["items_per_min"]) for (m, c), r in rows.items() if m == n)
-                _line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], style,
-                                label=f"{n}/call {runner}")
+                (_line,) = ax.plot(
+                    [p[0] for p in pts], [p[1] for p in pts], style, label=f"{n}/call {runner}"
+                )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("requests in flight")
         ax.set_ylabel("items/min")
@@ -155,38 +170,56 @@ def write(results: dict, out: Path) -> None:
     fit = shared_share(results)
     lines = [f"# Throughput ({results['args']['shape']} shape) — generated tables", ""]
     mach = results["machine"]
-    lines += [f"- machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory']}, GPU {mach['gpu']}",
-              f"- model: {mach['model']}; versions {mach['versions']}; python {mach['python']}",
-              f"- command: `{results['command']}` ({results['elapsed_min']} min)",
-              f"- uptime at start: `{mach['uptime_start']}`"]
+    lines += [
+        f"- machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory']}, GPU {mach['gpu']}",
+        f"- model: {mach['model']}; versions {mach['versions']}; python {mach['python']}",
+        f"- command: `{results['command']}` ({results['elapsed_min']} min)",
+        f"- uptime at start: `{mach['uptime_start']}`",
+    ]
     if fit:
-        lines.append(f"- fitted prompt: {fit[0]:.0f} instruction tokens per call + "
-                     f"{fit[1]:.0f} tokens per item")
+        lines.append(
+            f"- fitted prompt: {fit[0]:.0f} instruction tokens per call + "
+            f"{fit[1]:.0f} tokens per item"
+        )
     for m in results["modes"]:
         lines += ["", f"## {m['mode']} (load {m['load_start']} -> {m['load_end']})", ""]
         lines += grid_table(results, m["mode"], fit)
         dag = [r for r in m["rows"] if r["runner"] == "dagster"]
         if dag:
             ceil = _rows(results, m["mode"], "ceiling")
-            lines += ["", "Dagster job (`python -m extraction_assets run`):", "",
-                      "| per call | in flight | items | job s | wall s | items/min | ceiling "
-                      "| efficiency | ok |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            lines += [
+                "",
+                "Dagster job (`python -m extraction_assets run`):",
+                "",
+                "| per call | in flight | items | job s | wall s | items/min | ceiling "
+                "| efficiency | ok |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
             for r in dag:
                 c = ceil.get((r["items_per_call"], r["in_flight"]))
                 eff = r["items_per_min"] / c["items_per_min"] if c and c["items_per_min"] else None
-                lines.append(f"| {r['items_per_call']} | {r['in_flight']} | {r['items']} "
-                             f"| {r['elapsed_s']} | {r['wall_s']} | {r['items_per_min']} "
-                             f"| {_f(c and c['items_per_min'])} | {_f(eff and 100 * eff, 0)}% "
-                             f"| {r['ok_items']} |")
+                lines.append(
+                    f"| {r['items_per_call']} | {r['in_flight']} | {r['items']} "
+                    f"| {r['elapsed_s']} | {r['wall_s']} | {r['items_per_min']} "
+                    f"| {_f(c and c['items_per_min'])} | {_f(eff and 100 * eff, 0)}% "
+                    f"| {r['ok_items']} |"
+                )
         if "auto" in m:
             a = m["auto"]
-            lines += ["", f"auto: chose {a['items_per_call']} per call x {a['max_concurrency']} "
-                      f"in flight ({a['reason']}; probe {a['probe_s']} s, context allows "
-                      f"{a['max_pack_by_context']}/call, KV cache {a['max_in_flight_by_memory']} "
-                      "in flight)", ""]
+            lines += [
+                "",
+                f"auto: chose {a['items_per_call']} per call x {a['max_concurrency']} "
+                f"in flight ({a['reason']}; probe {a['probe_s']} s, context allows "
+                f"{a['max_pack_by_context']}/call, KV cache {a['max_in_flight_by_memory']} "
+                "in flight)",
+                "",
+            ]
             lines += [f"- probe {p}" for p in a["probes"]]
-            lines += [f"- measured at the chosen point: {r['runner']} {r['items_per_min']} items/min"
-                      f", {r['ok_per_min']} ok/min" for r in a["rows"]]
+            lines += [
+                f"- measured at the chosen point: {r['runner']} {r['items_per_min']} items/min"
+                f", {r['ok_per_min']} ok/min"
+                for r in a["rows"]
+            ]
     lines += ["", "## Validity per pack size", "", *validity(results)]
     bd, _ = breakdown(results)
     lines += ["", "## Breakdown next to the article", "", *bd]

@@ -30,8 +30,24 @@ TASK_NAME = "bench_copy"
 # Codes come from a closed set of words the tokenizer keeps whole: each copied code costs the
 # same few output tokens (quote, word, quote-comma) whichever code the model picks.
 # (Picked with the embedded model's tokenizer: one token alone, three as `"word",`.)
-CODE_WORDS = ("admin", "aged", "agree", "also", "cost", "crime", "ethnic", "have", "raised",
-              "rank", "rout", "sender", "stick", "turn", "vent", "delta")
+CODE_WORDS = (
+    "admin",
+    "aged",
+    "agree",
+    "also",
+    "cost",
+    "crime",
+    "ethnic",
+    "have",
+    "raised",
+    "rank",
+    "rout",
+    "sender",
+    "stick",
+    "turn",
+    "vent",
+    "delta",
+)
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,11 @@ class Shape:
 # Measured on the server: 64 codes answer in 275-403 tokens (mean ~330; the grammar fixes the
 # number of codes, not how the model splits them into tokens), so the budget is 480. Until session
 # 3 it asked for 96 codes with a 340-token budget: every first answer was truncated.
-PRODUCTION = Shape("production", instruction_tokens=400, item_tokens=460, codes=64,
-                   output_tokens_per_item=480)
+PRODUCTION = Shape(
+    "production", instruction_tokens=400, item_tokens=460, codes=64, output_tokens_per_item=480
+)
 # quick: small enough that the full grid runs on 2 CPU cores in minutes.
-QUICK = Shape("quick", instruction_tokens=300, item_tokens=60, codes=2,
-              output_tokens_per_item=30)
+QUICK = Shape("quick", instruction_tokens=300, item_tokens=60, codes=2, output_tokens_per_item=30)
 SHAPES = {s.name: s for s in (PRODUCTION, QUICK)}
 
 
@@ -68,13 +84,19 @@ def vocabulary() -> tuple[str, ...]:
     except (OSError, KeyError, ValueError):
         vocab = {}
     words = sorted(
-        t[1:] for t in vocab if t.startswith("Ġ") and t[1:].isascii() and t[1:].isalpha()
-        and t[1:].islower() and 4 <= len(t) - 1 <= 8
+        t[1:]
+        for t in vocab
+        if t.startswith("Ġ")
+        and t[1:].isascii()
+        and t[1:].isalpha()
+        and t[1:].islower()
+        and 4 <= len(t) - 1 <= 8
     )
     if len(words) < 1000:  # no tokenizer at hand: a fixed synthetic vocabulary
         rng = random.Random(0)
-        words = sorted({"".join(rng.choices("etaoinshrdlu", k=rng.randint(4, 7)))
-                        for _ in range(5000)})
+        words = sorted(
+            {"".join(rng.choices("etaoinshrdlu", k=rng.randint(4, 7))) for _ in range(5000)}
+        )
     return tuple(words)
 
 
@@ -99,8 +121,14 @@ def bench_task(shape_name: str) -> ExtractionTask:
     code = Literal[CODE_WORDS]  # type: ignore[valid-type]
     model: type[BaseModel] = create_model(
         f"CopiedCodes_{shape.name}",
-        codes=(list[code], Field(min_length=shape.codes, max_length=shape.codes,
-                                 description=f"the record's {shape.codes} reference codes")),
+        codes=(
+            list[code],
+            Field(
+                min_length=shape.codes,
+                max_length=shape.codes,
+                description=f"the record's {shape.codes} reference codes",
+            ),
+        ),
     )
     return ExtractionTask(
         name=TASK_NAME,
@@ -118,8 +146,9 @@ def make_documents(shape: Shape, n: int, seed: int, corpus: str = "bench") -> li
     docs = []
     for i in range(n):
         codes = " ".join(rng.choice(CODE_WORDS) for _ in range(shape.codes))
-        filler = " ".join(rng.choice(words) for _ in range(max(1, shape.item_tokens - shape.codes
-                                                                - 6)))
+        filler = " ".join(
+            rng.choice(words) for _ in range(max(1, shape.item_tokens - shape.codes - 6))
+        )
         text = f"Record {seed}-{i}. Reference codes: {codes}. {filler}."
         docs.append(Document.make(corpus, f"r{seed % 10000}-{i}", text))
     return docs

@@ -65,8 +65,9 @@ def items_for(n: int, c: int, args: argparse.Namespace, mode: str = "continuous"
     return max(n, min(want, args.max_items) // n * n)
 
 
-def grid(packs: list[int], in_flight: list[int], args: argparse.Namespace,
-         mode: str) -> list[tuple[int, int]]:
+def grid(
+    packs: list[int], in_flight: list[int], args: argparse.Namespace, mode: str
+) -> list[tuple[int, int]]:
     """The (n, c) points to measure; a point whose c exceeds the packs its capped corpus
     holds would repeat the previous one (same packs, all in flight) and is skipped."""
     points = []
@@ -75,8 +76,13 @@ def grid(packs: list[int], in_flight: list[int], args: argparse.Namespace,
         for c in in_flight:
             effective = min(c, items_for(n, c, args, mode) // n)
             if mode == "continuous" and effective in seen_effective:
-                log.info("skip n=%d c=%d: the %d-item cap holds only %d packs", n, c,
-                         args.max_items, effective)
+                log.info(
+                    "skip n=%d c=%d: the %d-item cap holds only %d packs",
+                    n,
+                    c,
+                    args.max_items,
+                    effective,
+                )
                 continue
             seen_effective.add(effective)
             points.append((n, c))
@@ -103,9 +109,18 @@ async def measure_pair(url: str, model: str, args, mode: str, n: int, c: int) ->
         load_before = load()
         m: Measurement = await fn(url, model, task, docs, n, c)
         row = {"mode": mode, **m.row(), "load_1min": load_before}
-        log.info("%s %s n=%d c=%d: %d items in %.1fs = %.1f items/min (%d ok) load %s",
-                 mode, runner, n, c, m.items, m.elapsed_s, m.items_per_min, m.ok_items,
-                 load_before)
+        log.info(
+            "%s %s n=%d c=%d: %d items in %.1fs = %.1f items/min (%d ok) load %s",
+            mode,
+            runner,
+            n,
+            c,
+            m.items,
+            m.elapsed_s,
+            m.items_per_min,
+            m.ok_items,
+            load_before,
+        )
         rows.append(row)
     return rows
 
@@ -116,19 +131,42 @@ def dagster_run(url: str, model: str, args, n: int, c: int) -> dict:
     k = items_for(n, c, args)
     with tempfile.TemporaryDirectory(prefix="bench-dagster-") as tmp:
         root = Path(tmp)
-        write_corpus(root / "sources", "bench", make_documents(
-            shape, k, seed_for(args.run_id, "dagster", n, c)))
-        env = {**os.environ, "EXTRACTION_SOURCE_ROOT": str(root / "sources"),
-               "EXTRACTION_HOME": str(root / "home"), "DAGSTER_HOME": str(root / "dagster"),
-               "LLM_BASE_URL": url, "LLM_MODEL": model, "LLM_BACKEND": "vllm",
-               "EXTRACTION_TASKS": TASK_NAME, "BENCH_SHAPE": args.shape,
-               "EXTRACTION_AUTOMATION_DEFAULT": "stopped"}
+        write_corpus(
+            root / "sources",
+            "bench",
+            make_documents(shape, k, seed_for(args.run_id, "dagster", n, c)),
+        )
+        env = {
+            **os.environ,
+            "EXTRACTION_SOURCE_ROOT": str(root / "sources"),
+            "EXTRACTION_HOME": str(root / "home"),
+            "DAGSTER_HOME": str(root / "dagster"),
+            "LLM_BASE_URL": url,
+            "LLM_MODEL": model,
+            "LLM_BACKEND": "vllm",
+            "EXTRACTION_TASKS": TASK_NAME,
+            "BENCH_SHAPE": args.shape,
+            "EXTRACTION_AUTOMATION_DEFAULT": "stopped",
+        }
         load_before = load()
         t0 = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, str(REPO / "benchmarks" / "run_cli.py"), "run", "bench",
-             "--items-per-call", str(n), "--max-concurrency", str(c)],
-            env=env, capture_output=True, text=True, cwd=REPO, timeout=3600)
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "run_cli.py"),
+                "run",
+                "bench",
+                "--items-per-call",
+                str(n),
+                "--max-concurrency",
+                str(c),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=3600,
+        )
         wall = time.monotonic() - t0
         import duckdb
 
@@ -139,15 +177,18 @@ def dagster_run(url: str, model: str, args, n: int, c: int) -> dict:
             con = duckdb.connect(str(db), read_only=True)
             ok, failed = con.execute(
                 "SELECT count(*) FILTER (status='ok'), count(*) FILTER (status='failed') "
-                "FROM extractions").fetchone()
+                "FROM extractions"
+            ).fetchone()
             calls, ptok, ctok = con.execute(
                 "SELECT count(*), coalesce(sum(prompt_tokens),0), "
-                "coalesce(sum(completion_tokens),0) FROM calls").fetchone()
+                "coalesce(sum(completion_tokens),0) FROM calls"
+            ).fetchone()
             # The extraction step's own span: first request sent to last answer received. The
             # rest of the job time is fixed per run (step processes, corpus sync, table export).
             step_s = con.execute(
                 "SELECT epoch(max(started_at + to_microseconds((latency_s * 1e6)::BIGINT)) "
-                "- min(started_at)) FROM calls").fetchone()[0]
+                "- min(started_at)) FROM calls"
+            ).fetchone()[0]
             con.close()
         job_s = None
         for line in proc.stdout.splitlines():
@@ -155,20 +196,40 @@ def dagster_run(url: str, model: str, args, n: int, c: int) -> dict:
                 job_s = float(line.split(" in ")[1].split(" s")[0])
         span = job_s or wall
     done = ok + failed
-    log.info("dagster n=%d c=%d: %d items, job %.1fs, wall %.1fs (rc %d)", n, c, done, span,
-             wall, proc.returncode)
+    log.info(
+        "dagster n=%d c=%d: %d items, job %.1fs, wall %.1fs (rc %d)",
+        n,
+        c,
+        done,
+        span,
+        wall,
+        proc.returncode,
+    )
     if proc.returncode != 0:
         log.warning("dagster run failed:\n%s\n%s", proc.stdout[-2000:], proc.stderr[-3000:])
     step_s = locals().get("step_s")
-    return {"mode": "continuous", "runner": "dagster", "items_per_call": n, "in_flight": c,
-            "extraction_step_s": round(step_s, 2) if step_s else None,
-            "step_items_per_min": round(60 * done / step_s, 2) if step_s else None,
-            "items": done, "ok_items": ok, "failed_items": failed, "calls": calls,
-            "prompt_tokens": ptok, "completion_tokens": ctok, "elapsed_s": round(span, 2),
-            "wall_s": round(wall, 2), "items_per_min": round(60 * done / span, 2) if span else 0,
-            "ok_per_min": round(60 * ok / span, 2) if span else 0,
-            "in_tok_s": round(ptok / span, 1), "out_tok_s": round(ctok / span, 1),
-            "errors": int(proc.returncode != 0), "load_1min": load_before}
+    return {
+        "mode": "continuous",
+        "runner": "dagster",
+        "items_per_call": n,
+        "in_flight": c,
+        "extraction_step_s": round(step_s, 2) if step_s else None,
+        "step_items_per_min": round(60 * done / step_s, 2) if step_s else None,
+        "items": done,
+        "ok_items": ok,
+        "failed_items": failed,
+        "calls": calls,
+        "prompt_tokens": ptok,
+        "completion_tokens": ctok,
+        "elapsed_s": round(span, 2),
+        "wall_s": round(wall, 2),
+        "items_per_min": round(60 * done / span, 2) if span else 0,
+        "ok_per_min": round(60 * ok / span, 2) if span else 0,
+        "in_tok_s": round(ptok / span, 1),
+        "out_tok_s": round(ctok / span, 1),
+        "errors": int(proc.returncode != 0),
+        "load_1min": load_before,
+    }
 
 
 async def run_auto(url: str, model: str, args, mode: str) -> dict:
@@ -177,18 +238,32 @@ async def run_auto(url: str, model: str, args, mode: str) -> dict:
     sample = make_documents(SHAPES[args.shape], args.auto_sample, seed_for(args.run_id, "auto"))
     client = LLMResource(base_url=url, model=model, timeout_s=3600, max_retries=1).get_client()
     try:
-        n, c, rep = await choose_recipe(task, sample, client, EngineSettings(), log,
-                                        concurrencies=args.auto_in_flight)
+        n, c, rep = await choose_recipe(
+            task, sample, client, EngineSettings(), log, concurrencies=args.auto_in_flight
+        )
     finally:
         await client.aclose()
     rows = await measure_pair(url, model, args, f"{mode}/auto", n, c)
-    return {"items_per_call": n, "max_concurrency": c, "reason": rep.reason,
-            "probe_s": round(rep.probe_s, 1), "probes": [
-                {"n": p.items_per_call, "c": p.max_concurrency, "items": p.items,
-                 "ok": p.ok_items, "s": round(p.elapsed_s, 1),
-                 "ok_per_min": round(p.ok_items_per_min, 1)} for p in rep.probes],
-            "max_pack_by_context": rep.max_pack_by_context,
-            "max_in_flight_by_memory": rep.max_in_flight_by_memory, "rows": rows}
+    return {
+        "items_per_call": n,
+        "max_concurrency": c,
+        "reason": rep.reason,
+        "probe_s": round(rep.probe_s, 1),
+        "probes": [
+            {
+                "n": p.items_per_call,
+                "c": p.max_concurrency,
+                "items": p.items,
+                "ok": p.ok_items,
+                "s": round(p.elapsed_s, 1),
+                "ok_per_min": round(p.ok_items_per_min, 1),
+            }
+            for p in rep.probes
+        ],
+        "max_pack_by_context": rep.max_pack_by_context,
+        "max_in_flight_by_memory": rep.max_in_flight_by_memory,
+        "rows": rows,
+    }
 
 
 async def sweep_mode(mode: str, url: str, model: str, args) -> dict:
@@ -209,9 +284,13 @@ async def sweep_mode(mode: str, url: str, model: str, args) -> dict:
 
 def start(mode: str, tmp: Path) -> tuple[str, str, Path]:
     state = tmp / f"server-{mode}"
-    config = serve.ServerConfig(port=serve.free_port(), state_dir=state, gpu=False,
-                                max_num_seqs=1 if mode == "request-level" else None,
-                                ready_timeout=900)
+    config = serve.ServerConfig(
+        port=serve.free_port(),
+        state_dir=state,
+        gpu=False,
+        max_num_seqs=1 if mode == "request-level" else None,
+        ready_timeout=900,
+    )
     t0 = time.monotonic()
     handle = serve.start_server(config)
     log.info("%s server ready at %s in %.0fs", mode, handle.url, time.monotonic() - t0)
@@ -223,14 +302,26 @@ def main() -> int:
     p.add_argument("--shape", choices=sorted(SHAPES), default="quick")
     p.add_argument("--packs", type=ints, default=[1, 5, 10, 20])
     p.add_argument("--in-flight", type=ints, default=[1, 6, 10, 32, 64])
-    p.add_argument("--request-level-in-flight", type=ints, default=[1, 6],
-                   help="grid for --max-num-seqs 1 (more in flight only queues)")
-    p.add_argument("--points", type=pairs, default=None,
-                   help="explicit NxC points for the continuous server (instead of the grid)")
+    p.add_argument(
+        "--request-level-in-flight",
+        type=ints,
+        default=[1, 6],
+        help="grid for --max-num-seqs 1 (more in flight only queues)",
+    )
+    p.add_argument(
+        "--points",
+        type=pairs,
+        default=None,
+        help="explicit NxC points for the continuous server (instead of the grid)",
+    )
     p.add_argument("--request-level-points", type=pairs, default=None)
     p.add_argument("--modes", default="continuous,request-level")
-    p.add_argument("--dagster", type=lambda s: [x for x in s.split(",") if x],
-                   default=["1x32", "20x10"], help="NxC points run through the Dagster job")
+    p.add_argument(
+        "--dagster",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=["1x32", "20x10"],
+        help="NxC points run through the Dagster job",
+    )
     p.add_argument("--no-auto", dest="auto", action="store_false")
     p.add_argument("--only-auto", action="store_true", help="only the auto probe + its point")
     p.add_argument("--auto-sample", type=int, default=128)
@@ -248,9 +339,12 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.monotonic()
-    results: dict = {"args": {k: v for k, v in vars(args).items() if k != "out"},
-                     "command": " ".join([".venv/bin/python", *sys.argv]),
-                     "machine": report.machine(), "modes": []}
+    results: dict = {
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "command": " ".join([".venv/bin/python", *sys.argv]),
+        "machine": report.machine(),
+        "modes": [],
+    }
     with tempfile.TemporaryDirectory(prefix="bench-servers-") as tmp:
         for mode in args.modes.split(","):
             state = None

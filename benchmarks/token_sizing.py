@@ -34,8 +34,13 @@ SAMPLE = ROOT / "extraction_assets" / "sample_data" / "corpora" / "biographies" 
 
 
 def document_sets(limit: int, seed: int) -> dict[str, list[Document]]:
-    sets = {"sample corpus": [Document.make("sample", r["id"], r["text"]) for r in
-                              map(json.loads, SAMPLE.read_text().splitlines()) if r]}
+    sets = {
+        "sample corpus": [
+            Document.make("sample", r["id"], r["text"])
+            for r in map(json.loads, SAMPLE.read_text().splitlines())
+            if r
+        ]
+    }
     for name in ("taqrib", "redocred"):
         gold = sorted(load_gold(name), key=lambda d: d.doc_id)
         if len(gold) > limit:
@@ -47,8 +52,12 @@ def document_sets(limit: int, seed: int) -> dict[str, list[Document]]:
 def describe(planner: PackPlanner, docs: list[Document]) -> dict[str, float]:
     packs, too_long = planner.plan(docs)
     sizes = [len(p) for p in packs] or [0]
-    return {"packs": len(packs), "mean": statistics.mean(sizes), "max": max(sizes),
-            "too_long": len(too_long)}
+    return {
+        "packs": len(packs),
+        "mean": statistics.mean(sizes),
+        "max": max(sizes),
+        "too_long": len(too_long),
+    }
 
 
 async def main() -> int:
@@ -62,8 +71,9 @@ async def main() -> int:
     args = parser.parse_args()
     task = get_task("biography")
     client = LLMResource(base_url=args.url, model=args.model).get_client()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     rows = []
     try:
         for name, docs in document_sets(args.limit, args.seed).items():
@@ -78,8 +88,11 @@ async def main() -> int:
                 counted.settings = settings
                 new = describe(counted, docs)
                 rows.append((name, len(docs), ctx, exact / est, count_s, old, new))
-            print(f"{name}: {len(docs)} documents, tokenizer/estimate {exact / est:.2f}, "
-                  f"counted in {count_s:.1f}s", flush=True)
+            print(
+                f"{name}: {len(docs)} documents, tokenizer/estimate {exact / est:.2f}, "
+                f"counted in {count_s:.1f}s",
+                flush=True,
+            )
         static_old = PackPlanner(task, EngineSettings()).static_tokens
         static_new = counted.static_tokens
     finally:
@@ -102,7 +115,8 @@ async def main() -> int:
         lines.append(
             f"| {name} | {n} | {ctx} | {ratio:.2f} | {secs:.1f} | {old['packs']} → {new['packs']} "
             f"| {old['mean']:.1f} → {new['mean']:.1f} | {old['max']} → {new['max']} "
-            f"| {old['too_long']} → {new['too_long']} |")
+            f"| {old['too_long']} → {new['too_long']} |"
+        )
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

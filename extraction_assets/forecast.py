@@ -82,28 +82,36 @@ class Forecast:
     cost_usd: float | None  # OpenAI only, from the price table
 
     def as_metadata(self) -> dict[str, Any]:
-        meta = {f"forecast/{k}": (round(v, 4) if isinstance(v, float) else v)
-                for k, v in asdict(self).items()
-                if k not in ("corpus", "task", "backend", "model") and v is not None}
+        meta = {
+            f"forecast/{k}": (round(v, 4) if isinstance(v, float) else v)
+            for k, v in asdict(self).items()
+            if k not in ("corpus", "task", "backend", "model") and v is not None
+        }
         meta["forecast/rate"] = self.rate_note
         return meta
 
     @property
     def rate_note(self) -> str:
         if self.items_per_min is None:
-            return ("no measured rate yet (no earlier run of this backend, model, task and "
-                    f"{self.items_per_call} items per call in the store)")
-        return (f"{self.items_per_min:.1f} items/min over the last {self.rate_runs} run(s) of "
-                f"this backend, model, task and {self.items_per_call} items per call")
+            return (
+                "no measured rate yet (no earlier run of this backend, model, task and "
+                f"{self.items_per_call} items per call in the store)"
+            )
+        return (
+            f"{self.items_per_min:.1f} items/min over the last {self.rate_runs} run(s) of "
+            f"this backend, model, task and {self.items_per_call} items per call"
+        )
 
     def summary(self) -> str:
         """The forecast as one log line."""
         minutes = "no measured rate yet" if self.minutes is None else f"~{self.minutes:.1f} min"
         cost = "" if self.cost_usd is None else f", ~{self.cost_usd:.4f} USD"
-        return (f"forecast for corpus {self.corpus!r}, task {self.task}: {self.pending} documents "
-                f"pending ({self.too_long} too long), {self.calls} calls of "
-                f"{self.items_per_call}, {self.input_tokens} input tokens, up to "
-                f"{self.output_tokens} output tokens, {minutes}{cost}; rate: {self.rate_note}")
+        return (
+            f"forecast for corpus {self.corpus!r}, task {self.task}: {self.pending} documents "
+            f"pending ({self.too_long} too long), {self.calls} calls of "
+            f"{self.items_per_call}, {self.input_tokens} input tokens, up to "
+            f"{self.output_tokens} output tokens, {minutes}{cost}; rate: {self.rate_note}"
+        )
 
 
 def _error_pct(forecast: float, actual: float) -> float | None:
@@ -124,10 +132,12 @@ def compare(forecast: Forecast, summary: RunSummary) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for name, (predicted, actual) in pairs.items():
         meta[f"forecast_vs_actual/{name}_forecast"] = (
-            None if predicted is None else round(predicted, 2))
+            None if predicted is None else round(predicted, 2)
+        )
         meta[f"forecast_vs_actual/{name}_actual"] = round(actual, 2)
         meta[f"forecast_vs_actual/{name}_error_pct"] = (
-            None if predicted is None else _error_pct(predicted, actual))
+            None if predicted is None else _error_pct(predicted, actual)
+        )
     return meta
 
 
@@ -167,26 +177,56 @@ async def forecast_corpus(
     if client.backend == "openai" and price is not None:
         cost = (input_tokens * price[0] + output_tokens * price[1]) / 1e6
     return Forecast(
-        corpus=corpus, task=task.name, backend=client.backend, model=client.model,
-        items_per_call=n, pending=len(pending), too_long=len(too_long), calls=len(packs),
-        input_tokens=input_tokens, output_tokens=output_tokens,
-        items_per_min=rate[0] if rate else None, rate_runs=rate[1] if rate else 0,
-        minutes=to_call / rate[0] if rate and rate[0] > 0 else None, cost_usd=cost,
+        corpus=corpus,
+        task=task.name,
+        backend=client.backend,
+        model=client.model,
+        items_per_call=n,
+        pending=len(pending),
+        too_long=len(too_long),
+        calls=len(packs),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        items_per_min=rate[0] if rate else None,
+        rate_runs=rate[1] if rate else 0,
+        minutes=to_call / rate[0] if rate and rate[0] > 0 else None,
+        cost_usd=cost,
     )
 
 
 def format_forecasts(forecasts: list[Forecast]) -> str:
-    head = ("corpus", "task", "pending", "calls", "per call", "input tok", "output tok (max)",
-            "minutes", "cost USD")
+    head = (
+        "corpus",
+        "task",
+        "pending",
+        "calls",
+        "per call",
+        "input tok",
+        "output tok (max)",
+        "minutes",
+        "cost USD",
+    )
     rows = [head]
     for f in forecasts:
-        minutes = (f"{f.minutes:.1f} ({f.items_per_min:.1f}/min, {f.rate_runs} runs)"
-                   if f.minutes is not None and f.items_per_min is not None
-                   else "no stored rate")
-        rows.append((f.corpus, f.task, f"{f.pending}" + (f" ({f.too_long} too long)"
-                     if f.too_long else ""), str(f.calls), str(f.items_per_call),
-                     str(f.input_tokens), str(f.output_tokens), minutes,
-                     f"{f.cost_usd:.4f}" if f.cost_usd is not None else "-"))
+        minutes = (
+            f"{f.minutes:.1f} ({f.items_per_min:.1f}/min, {f.rate_runs} runs)"
+            if f.minutes is not None and f.items_per_min is not None
+            else "no stored rate"
+        )
+        rows.append(
+            (
+                f.corpus,
+                f.task,
+                f"{f.pending}" + (f" ({f.too_long} too long)" if f.too_long else ""),
+                str(f.calls),
+                str(f.items_per_call),
+                str(f.input_tokens),
+                str(f.output_tokens),
+                minutes,
+                f"{f.cost_usd:.4f}" if f.cost_usd is not None else "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-UNMARKED = '''
+UNMARKED = """
 import pytest
 
 @pytest.fixture
@@ -28,19 +28,33 @@ def test_through_another_fixture(client):
 
 def test_no_server(tmp_path):
     pass
-'''
+"""
 
 
 def test_tests_using_the_server_fixtures_are_marked_vllm(tmp_path: Path) -> None:
     shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_unmarked.py").write_text(UNMARKED)
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers\n"
-                                         "markers =\n    vllm: server\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\naddopts = --strict-markers\nmarkers =\n    vllm: server\n"
+    )
 
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-m", "vllm", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "vllm",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     selected = sorted(line.split("::")[1] for line in done.stdout.splitlines() if "::" in line)

@@ -105,9 +105,7 @@ def test_start_refuses_a_port_in_use_before_launching(tmp_path):
         port = s.getsockname()[1]
         assert serve.port_in_use("127.0.0.1", port)
         config = serve.ServerConfig(gpu=False, port=port, state_dir=tmp_path, ready_timeout=5)
-        with pytest.raises(
-            ServerError, match=rf"port 127\.0\.0\.1:{port} is in use by another"
-        ):
+        with pytest.raises(ServerError, match=rf"port 127\.0\.0\.1:{port} is in use by another"):
             serve.start_server(config)
     assert not (tmp_path / "vllm.pid").exists() and not (tmp_path / "vllm.log").exists()
     assert not serve.port_in_use("127.0.0.1", port)

@@ -22,8 +22,9 @@ from extraction_assets.tasks import read_spec
 
 HERE = Path(__file__).resolve().parent
 # $EXTRACTION_EVAL_DATA/redocred (as the evaluation CLI), else ../shared/data beside the repository.
-DEFAULT_DATA = Path(os.environ.get("EXTRACTION_EVAL_DATA") or HERE.parents[2] / "shared" / "data"
-                    ) / "redocred"
+DEFAULT_DATA = (
+    Path(os.environ.get("EXTRACTION_EVAL_DATA") or HERE.parents[2] / "shared" / "data") / "redocred"
+)
 CORPUS = "redocred"
 
 
@@ -35,8 +36,9 @@ def detokenize(tokens: list[str]) -> str:
 
 
 def mentions(entity: list[dict]) -> list[str]:
-    return list(dict.fromkeys(m["name"].replace('"', " ").replace("  ", " ").strip()
-                              for m in entity))
+    return list(
+        dict.fromkeys(m["name"].replace('"', " ").replace("  ", " ").strip() for m in entity)
+    )
 
 
 def relation_labels(data: Path) -> dict[str, str]:
@@ -46,8 +48,10 @@ def relation_labels(data: Path) -> dict[str, str]:
     allowed = spec["fields"]["relations"]["items"]["fields"]["relation"]["enum"]
     if sorted(allowed) != sorted(labels.values()):
         missing = sorted(set(labels.values()) - set(allowed))
-        raise SystemExit(f"relations.yaml's relation enum differs from {data}/rel_info.json "
-                         f"(missing: {missing[:5]}, extra: {sorted(set(allowed) - set(labels.values()))[:5]})")
+        raise SystemExit(
+            f"relations.yaml's relation enum differs from {data}/rel_info.json "
+            f"(missing: {missing[:5]}, extra: {sorted(set(allowed) - set(labels.values()))[:5]})"
+        )
     return labels
 
 
@@ -58,13 +62,20 @@ def convert(data: Path, out: Path, limit: int | None) -> tuple[int, int]:
     corpus_file = out / "corpora" / CORPUS / "documents.jsonl"
     corpus_file.parent.mkdir(parents=True, exist_ok=True)
     triples = 0
-    with corpus_file.open("w", encoding="utf-8") as corpus, \
-            (out / "gold.jsonl").open("w", encoding="utf-8") as gold:
+    with (
+        corpus_file.open("w", encoding="utf-8") as corpus,
+        (out / "gold.jsonl").open("w", encoding="utf-8") as gold,
+    ):
         for index, doc in enumerate(docs):
             doc_id = f"dev-{index:03d}"
             text = " ".join(f"[{i}] {detokenize(s)}" for i, s in enumerate(doc["sents"]))
-            corpus.write(json.dumps({"id": doc_id, "title": doc["title"], "lang": "en",
-                                     "text": text}, ensure_ascii=False) + "\n")
+            corpus.write(
+                json.dumps(
+                    {"id": doc_id, "title": doc["title"], "lang": "en", "text": text},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             vertices = doc["vertexSet"]
             # The standard relation F1 counts each (head entity, relation, tail entity) once.
             seen: set[tuple[int, str, int]] = set()
@@ -74,26 +85,41 @@ def convert(data: Path, out: Path, limit: int | None) -> tuple[int, int]:
                 if key in seen:
                     continue
                 seen.add(key)
-                relations.append({"head": mentions(vertices[label["h"]]),
-                                  "relation": labels[label["r"]],
-                                  "tail": mentions(vertices[label["t"]])})
+                relations.append(
+                    {
+                        "head": mentions(vertices[label["h"]]),
+                        "relation": labels[label["r"]],
+                        "tail": mentions(vertices[label["t"]]),
+                    }
+                )
             triples += len(relations)
-            gold.write(json.dumps({"id": doc_id, "lang": "en", "fields": {"relations": relations}},
-                                  ensure_ascii=False) + "\n")
+            gold.write(
+                json.dumps(
+                    {"id": doc_id, "lang": "en", "fields": {"relations": relations}},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     return len(docs), triples
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder holding dev_revised.json and rel_info.json")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="folder holding dev_revised.json and rel_info.json",
+    )
     parser.add_argument("--limit", type=int, default=20, help="first N dev documents (default 20)")
     parser.add_argument("--out", type=Path, default=HERE / "data")
     args = parser.parse_args(argv)
     for name in ("dev_revised.json", "rel_info.json"):
         if not (args.data / name).is_file():
-            print(f"error: {args.data / name} not found (--data: the Re-DocRED folder)",
-                  file=sys.stderr)
+            print(
+                f"error: {args.data / name} not found (--data: the Re-DocRED folder)",
+                file=sys.stderr,
+            )
             return 2
     n, triples = convert(args.data, args.out, args.limit)
     print(f"{n} documents, {triples} gold triples -> {args.out}")

@@ -41,9 +41,23 @@ def main(argv: list[str] | None = None) -> int:
         convert += ["--data", args.data]
     steps = [
         convert,
-        [python, "-m", "extraction_assets", "run", "redocred", "--items-per-call",
-         args.items_per_call, "--max-concurrency", args.max_concurrency],
-        [python, str(HERE / "score.py"), "--store", str(Path(env["EXTRACTION_HOME"]) / "store.duckdb")]
+        [
+            python,
+            "-m",
+            "extraction_assets",
+            "run",
+            "redocred",
+            "--items-per-call",
+            args.items_per_call,
+            "--max-concurrency",
+            args.max_concurrency,
+        ],
+        [
+            python,
+            str(HERE / "score.py"),
+            "--store",
+            str(Path(env["EXTRACTION_HOME"]) / "store.duckdb"),
+        ]
         + (["--out", str(args.out)] if args.out else []),
     ]
     for step in steps:

@@ -34,9 +34,16 @@ def score(store: Path, corpus: str = "redocred") -> dict:
     predictions = {doc_id: {"relations": json.loads(rel) if rel else []} for doc_id, rel in rows}
     result = score_documents(gold, predictions, task_field_specs(task))
     f = result["overall"]["fields"]["relations"]
-    return {"documents": len(gold), "answered": result["overall"]["answered"],
-            "gold_triples": f["n_gold"], "predicted_triples": f["n_pred"], "correct": f["tp"],
-            "precision": f["precision"], "recall": f["recall"], "f1": f["f1"]}
+    return {
+        "documents": len(gold),
+        "answered": result["overall"]["answered"],
+        "gold_triples": f["n_gold"],
+        "predicted_triples": f["n_pred"],
+        "correct": f["tp"],
+        "precision": f["precision"],
+        "recall": f["recall"],
+        "f1": f["f1"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

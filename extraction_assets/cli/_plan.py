@@ -17,8 +17,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if not settings.store_path.exists():
-        print(f"error: no store at {settings.store_path} (EXTRACTION_DB): sync or run first",
-              file=sys.stderr)
+        print(
+            f"error: no store at {settings.store_path} (EXTRACTION_DB): sync or run first",
+            file=sys.stderr,
+        )
         return 2
     corpora = args.corpus or sorted(
         p.name for p in settings.source_root.iterdir() if p.is_dir() and not p.name.startswith(".")
@@ -31,9 +33,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     async def go() -> list[Any]:
         client = llm.get_client()
         try:
-            return [await forecast_corpus(store, client, task, corpus, items_per_call=items,
-                                          max_model_len=llm.max_model_len, prices=prices)
-                    for task in load_tasks(settings.tasks) for corpus in corpora]
+            return [
+                await forecast_corpus(
+                    store,
+                    client,
+                    task,
+                    corpus,
+                    items_per_call=items,
+                    max_model_len=llm.max_model_len,
+                    prices=prices,
+                )
+                for task in load_tasks(settings.tasks)
+                for corpus in corpora
+            ]
         finally:
             await client.aclose()
 
@@ -48,9 +60,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("plan", help="forecast a run: documents pending, tokens, calls, minutes, "
-                                    "cost (OpenAI); makes no LLM call")
+    p = sub.add_parser(
+        "plan",
+        help="forecast a run: documents pending, tokens, calls, minutes, "
+        "cost (OpenAI); makes no LLM call",
+    )
     p.add_argument("corpus", nargs="*", help="corpora (default: every folder of the source root)")
-    p.add_argument("--items-per-call", default="auto",
-                   type=lambda v: v if v == "auto" else int(v), help='"auto" or a number')
+    p.add_argument(
+        "--items-per-call",
+        default="auto",
+        type=lambda v: v if v == "auto" else int(v),
+        help='"auto" or a number',
+    )
     p.set_defaults(func=cmd_plan)

@@ -168,13 +168,17 @@ def add_command(sub: Any) -> None:
     )
     run_p.add_argument("corpus", nargs="*", help="corpus (partition) names (default: all)")
     run_p.add_argument(
-        "--items-per-call", type=_int_or_auto, default=None,
+        "--items-per-call",
+        type=_int_or_auto,
+        default=None,
         help='documents per request, or "auto" (default: auto, 1 on vLLM, packs on Ollama/OpenAI)',
     )
     run_p.add_argument(
-        "--max-concurrency", type=_int_or_auto, default=None,
+        "--max-concurrency",
+        type=_int_or_auto,
+        default=None,
         help='requests in flight, or "auto" (default: auto, up to 64 on vLLM, bounded by its KV '
-        'cache)',
+        "cache)",
     )
     run_p.add_argument(
         "--no-isolate-suspicious",

@@ -80,8 +80,10 @@ def _canonical(value: Any) -> Any:
         text = " ".join(unicodedata.normalize("NFC", value).casefold().split())
         return text or None
     if isinstance(value, list):
-        items = sorted({json.dumps(_canonical(v), sort_keys=True, ensure_ascii=False)
-                        for v in value} - {"null"})
+        items = sorted(
+            {json.dumps(_canonical(v), sort_keys=True, ensure_ascii=False) for v in value}
+            - {"null"}
+        )
         return items or None
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in sorted(value.items())}
@@ -89,8 +91,9 @@ def _canonical(value: Any) -> Any:
 
 
 def differing_fields(pack: Mapping[str, Any], lone: Mapping[str, Any]) -> list[str]:
-    return sorted(k for k in pack.keys() | lone.keys()
-                  if _canonical(pack.get(k)) != _canonical(lone.get(k)))
+    return sorted(
+        k for k in pack.keys() | lone.keys() if _canonical(pack.get(k)) != _canonical(lone.get(k))
+    )
 
 
 @dataclass
@@ -161,9 +164,13 @@ async def shadow_audit(
         for r in outcome.results:
             lone[r.doc_id] = r.fields if r.status == "ok" else None
 
-    alone = replace(settings, items_per_call=1, isolate_suspicious=False,
-                    max_concurrency=max(1, min(settings.max_concurrency, len(docs))),
-                    progress_interval_s=max(settings.progress_interval_s, 3600))
+    alone = replace(
+        settings,
+        items_per_call=1,
+        isolate_suspicious=False,
+        max_concurrency=max(1, min(settings.max_concurrency, len(docs))),
+        progress_interval_s=max(settings.progress_interval_s, 3600),
+    )
     try:
         await extract(task, docs, client, alone, collect, logging.getLogger(f"{__name__}.lone"))
     except Exception as exc:  # the audit measures; it never fails the run that it measures
@@ -184,11 +191,18 @@ async def shadow_audit(
             report.field_disagreements.update(differing)
             for name in differing:
                 if len(report.examples) < MAX_EXAMPLES:
-                    report.examples.append({"doc_id": doc_id, "field": name,
-                                            "pack": pack_answer.get(name),
-                                            "alone": answer.get(name)})
+                    report.examples.append(
+                        {
+                            "doc_id": doc_id,
+                            "field": name,
+                            "pack": pack_answer.get(name),
+                            "alone": answer.get(name),
+                        }
+                    )
     low, high = report.interval
-    log.info(f"pack audit: {report.disagreeing} of {report.compared} packed items answered "
-             f"differently alone ({report.rate:.0%}, 95% CI {low:.0%}-{high:.0%}); "
-             f"{len(report.sampled)} sampled of {report.packed_items} packed")
+    log.info(
+        f"pack audit: {report.disagreeing} of {report.compared} packed items answered "
+        f"differently alone ({report.rate:.0%}, 95% CI {low:.0%}-{high:.0%}); "
+        f"{len(report.sampled)} sampled of {report.packed_items} packed"
+    )
     return report

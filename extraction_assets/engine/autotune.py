@@ -94,11 +94,15 @@ class RecipeReport:
     probe_s: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"chose items_per_call={self.items_per_call}, max_concurrency="
-               f"{self.max_concurrency}: {self.reason}"]
-        out += [f"  probe n={p.items_per_call:>2} c={p.max_concurrency:>2}: {p.items} items, "
-                f"{p.ok_items} ok, {p.elapsed_s:.1f}s, {p.ok_items_per_min:.1f} ok items/min"
-                for p in self.probes]
+        out = [
+            f"chose items_per_call={self.items_per_call}, max_concurrency="
+            f"{self.max_concurrency}: {self.reason}"
+        ]
+        out += [
+            f"  probe n={p.items_per_call:>2} c={p.max_concurrency:>2}: {p.items} items, "
+            f"{p.ok_items} ok, {p.elapsed_s:.1f}s, {p.ok_items_per_min:.1f} ok items/min"
+            for p in self.probes
+        ]
         return out
 
 
@@ -128,8 +132,14 @@ async def search(
     async def probe(n: int, c: int) -> ProbePoint:
         point = await measure(n, c)
         probes.append(point)
-        log.info("autotune probe: %d per call, %d in flight -> %.1f ok items/min (%d/%d ok)",
-                 n, c, point.ok_items_per_min, point.ok_items, point.items)
+        log.info(
+            "autotune probe: %d per call, %d in flight -> %.1f ok items/min (%d/%d ok)",
+            n,
+            c,
+            point.ok_items_per_min,
+            point.ok_items,
+            point.items,
+        )
         return point
 
     packs = sorted({n for n in pack_sizes if 1 <= n <= limit})
@@ -173,21 +183,27 @@ async def search(
     ranked = sorted(probes, key=lambda p: p.ok_items_per_min, reverse=True)
     top: list[ProbePoint] = []
     for p in ranked:
-        if all((p.items_per_call, p.max_concurrency) != (t.items_per_call, t.max_concurrency)
-               for t in top):
+        if all(
+            (p.items_per_call, p.max_concurrency) != (t.items_per_call, t.max_concurrency)
+            for t in top
+        ):
             top.append(p)
     top = top[:2]
     scores = {}
     for p in top:
         again = await probe(p.items_per_call, p.max_concurrency)
         scores[(p.items_per_call, p.max_concurrency)] = (
-            p.ok_items_per_min + again.ok_items_per_min) / 2
+            p.ok_items_per_min + again.ok_items_per_min
+        ) / 2
     (n, c), score = max(scores.items(), key=lambda kv: kv[1])
-    best = max((p for p in probes if (p.items_per_call, p.max_concurrency) == (n, c)),
-               key=lambda p: p.ok_items_per_min)
+    best = max(
+        (p for p in probes if (p.items_per_call, p.max_concurrency) == (n, c)),
+        key=lambda p: p.ok_items_per_min,
+    )
     why = f"fastest on re-measurement: {score:.1f} ok items/min (mean of 2 probes)"
-    others = [f"{k[0]} per call x {k[1]} in flight {v:.1f}" for k, v in scores.items()
-              if k != (n, c)]
+    others = [
+        f"{k[0]} per call x {k[1]} in flight {v:.1f}" for k, v in scores.items() if k != (n, c)
+    ]
     if others:
         why += f", vs {others[0]}"
     return best, probes, why
@@ -195,9 +211,14 @@ async def search(
 
 # -- limits -------------------------------------------------------------------------------------
 
-def max_pack_by_context(task: ExtractionTask, sample: Sequence[Document],
-                        settings: EngineSettings, largest: int,
-                        planner: PackPlanner | None = None) -> int:
+
+def max_pack_by_context(
+    task: ExtractionTask,
+    sample: Sequence[Document],
+    settings: EngineSettings,
+    largest: int,
+    planner: PackPlanner | None = None,
+) -> int:
     """The largest pack of typical (median-length) sample documents that fits the context."""
     if not sample:
         return 1
@@ -210,8 +231,9 @@ def max_pack_by_context(task: ExtractionTask, sample: Sequence[Document],
 
 
 def _kv_cache_tokens(metrics_text: str) -> int | None:
-    line = next((ln for ln in metrics_text.splitlines()
-                 if ln.startswith("vllm:cache_config_info")), None)
+    line = next(
+        (ln for ln in metrics_text.splitlines() if ln.startswith("vllm:cache_config_info")), None
+    )
     if line is None:
         return None
     blocks = re.search(r'num_gpu_blocks="(\d+)"', line)
@@ -240,6 +262,7 @@ async def kv_cache_tokens(client: LLMClient) -> int | None:
 
 
 # -- the probe against a real server ------------------------------------------------------------
+
 
 async def _nothing(_: CallOutcome) -> None:
     return None
@@ -274,29 +297,55 @@ async def choose_recipe(
         k = min(len(docs), max(2 * n * c, 4 * n))
         chunk = [docs[(cursor + i) % len(docs)] for i in range(k)]
         cursor = (cursor + k) % max(1, len(docs))
-        probe_settings = replace(settings, items_per_call=n, max_concurrency=c,
-                                 progress_interval_s=max(settings.progress_interval_s, 3600))
+        probe_settings = replace(
+            settings,
+            items_per_call=n,
+            max_concurrency=c,
+            progress_interval_s=max(settings.progress_interval_s, 3600),
+        )
         quiet = logging.getLogger(f"{__name__}.probe")
         started = time.monotonic()
         summary = await extract(task, chunk, client, probe_settings, _nothing, quiet)
-        return ProbePoint(n, c, summary.items_ok + summary.items_failed, summary.items_ok,
-                          time.monotonic() - started)
+        return ProbePoint(
+            n,
+            c,
+            summary.items_ok + summary.items_failed,
+            summary.items_ok,
+            time.monotonic() - started,
+        )
 
     best, probes, why = await search(
-        measure, sample_size=len(docs), pack_sizes=[n for n in pack_sizes if n <= largest],
-        concurrencies=concurrencies, max_items_in_flight=in_flight_cap, min_gain=min_gain,
+        measure,
+        sample_size=len(docs),
+        pack_sizes=[n for n in pack_sizes if n <= largest],
+        concurrencies=concurrencies,
+        max_items_in_flight=in_flight_cap,
+        min_gain=min_gain,
         log=log,
     )
-    report = RecipeReport(best.items_per_call, best.max_concurrency, why, probes, largest,
-                          in_flight_cap, time.monotonic() - t0)
+    report = RecipeReport(
+        best.items_per_call,
+        best.max_concurrency,
+        why,
+        probes,
+        largest,
+        in_flight_cap,
+        time.monotonic() - t0,
+    )
     for line in report.lines():
         log.info("autotune: %s", line)
-    log.info("autotune: context allows packs of up to %d; KV cache allows %s items in flight; "
-             "probe took %.0fs", largest, in_flight_cap or "unknown", report.probe_s)
+    log.info(
+        "autotune: context allows packs of up to %d; KV cache allows %s items in flight; "
+        "probe took %.0fs",
+        largest,
+        in_flight_cap or "unknown",
+        report.probe_s,
+    )
     return best.items_per_call, best.max_concurrency, report
 
 
 # -- the recipe of a run ------------------------------------------------------------------------
+
 
 async def resolve_recipe(
     items_per_call: int | str,
@@ -317,7 +366,11 @@ async def resolve_recipe(
     backend = getattr(client, "backend", "vllm")
     if backend == "vllm" and len(pending) >= PROBE_MIN_DOCUMENTS:
         n, c, _ = await choose_recipe(
-            task, list(pending[:PROBE_SAMPLE]), client, settings, log,
+            task,
+            list(pending[:PROBE_SAMPLE]),
+            client,
+            settings,
+            log,
             pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
             concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
         )
@@ -329,18 +382,25 @@ async def resolve_recipe(
         largest, in_flight = PACKED[backend]
         n = fixed_n or max_pack_by_context(task, sample, settings, largest, planner)
         c = fixed_c or in_flight
-        why = (f"{backend} gains from packing (requests cost: no continuous batching or "
-               "per-request limits)")
+        why = (
+            f"{backend} gains from packing (requests cost: no continuous batching or "
+            "per-request limits)"
+        )
     else:
         n = fixed_n or 1
         kv = await kv_cache_tokens(client)
         cap = _in_flight_cap(planner, sample, kv)
-        c = fixed_c or max(1, min(LONE_IN_FLIGHT, cap or LONE_IN_FLIGHT,
-                                  math.ceil(len(pending) / n) or 1))
-        why = ("a continuous-batching server decodes single requests side by side (KV cache "
-               f"holds {cap if cap else 'unknown'} items)")
-    log.info(f"auto recipe: items_per_call={n}, max_concurrency={c} for {len(pending)} pending "
-             f"documents on {backend}: {why}")
+        c = fixed_c or max(
+            1, min(LONE_IN_FLIGHT, cap or LONE_IN_FLIGHT, math.ceil(len(pending) / n) or 1)
+        )
+        why = (
+            "a continuous-batching server decodes single requests side by side (KV cache "
+            f"holds {cap if cap else 'unknown'} items)"
+        )
+    log.info(
+        f"auto recipe: items_per_call={n}, max_concurrency={c} for {len(pending)} pending "
+        f"documents on {backend}: {why}"
+    )
     return n, c
 
 

@@ -39,15 +39,79 @@ from extraction_assets.text import is_arabic
 from extraction_assets.text import normalize_name as text_key
 
 # Capitalised at the start of an English sentence, common in any biography or translation.
-_FUNCTION_WORDS = frozenset({
-    "about", "above", "according", "after", "also", "although", "among", "another", "because",
-    "been", "before", "being", "between", "born", "both", "came", "could", "died", "during",
-    "each", "either", "every", "first", "from", "have", "having", "here", "however", "into",
-    "known", "later", "many", "most", "much", "near", "only", "other", "over", "since", "some",
-    "such", "than", "that", "their", "them", "then", "there", "these", "they", "this", "those",
-    "though", "through", "under", "upon", "very", "were", "what", "when", "where", "which",
-    "while", "whose", "with", "within", "without", "would", "year", "years",
-})
+_FUNCTION_WORDS = frozenset(
+    {
+        "about",
+        "above",
+        "according",
+        "after",
+        "also",
+        "although",
+        "among",
+        "another",
+        "because",
+        "been",
+        "before",
+        "being",
+        "between",
+        "born",
+        "both",
+        "came",
+        "could",
+        "died",
+        "during",
+        "each",
+        "either",
+        "every",
+        "first",
+        "from",
+        "have",
+        "having",
+        "here",
+        "however",
+        "into",
+        "known",
+        "later",
+        "many",
+        "most",
+        "much",
+        "near",
+        "only",
+        "other",
+        "over",
+        "since",
+        "some",
+        "such",
+        "than",
+        "that",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "though",
+        "through",
+        "under",
+        "upon",
+        "very",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "whose",
+        "with",
+        "within",
+        "without",
+        "would",
+        "year",
+        "years",
+    }
+)
 
 _INJECTION = re.compile(
     r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+)?"
@@ -189,8 +253,9 @@ def suspicious_items(
         if doc_id in out or doc_id not in keys:
             continue
         siblings = {o: k for o, k in keys.items() if o != doc_id}
-        hit = find_borrowed(answer_candidates(answer, names), keys[doc_id], siblings, not_evidence,
-                            lenient_own=True)
+        hit = find_borrowed(
+            answer_candidates(answer, names), keys[doc_id], siblings, not_evidence, lenient_own=True
+        )
         if hit is not None:
             out[doc_id] = f"answer has {hit.value[:60]!r} from {hit.found_in}, not in its own text"
     return out

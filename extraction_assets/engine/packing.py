@@ -104,8 +104,9 @@ class TokenCounter:
 class PackPlanner:
     """Knows what a pack costs in tokens, and cuts a corpus into packs that fit."""
 
-    def __init__(self, task: ExtractionTask, settings: EngineSettings,
-                 counter: TokenCounter | None = None) -> None:
+    def __init__(
+        self, task: ExtractionTask, settings: EngineSettings, counter: TokenCounter | None = None
+    ) -> None:
         self.task = task
         self.settings = settings
         self.counter = counter
@@ -126,8 +127,9 @@ class PackPlanner:
 
     def input_tokens(self, doc: Document) -> int:
         # The text, its item wrapper (estimated), and its id repeated in the header line.
-        wrapper = item_block(99, Document(doc.corpus, doc.doc_id, "", "", doc.source),
-                             _KEY_PLACEHOLDER)
+        wrapper = item_block(
+            99, Document(doc.corpus, doc.doc_id, "", "", doc.source), _KEY_PLACEHOLDER
+        )
         return self.text_tokens(doc) + self._est(wrapper) + self._est(doc.doc_id) + 2
 
     def output_tokens(self, doc: Document) -> int:
@@ -170,8 +172,12 @@ class PackPlanner:
         return packs, too_long
 
 
-async def counted_planner(task: ExtractionTask, settings: EngineSettings,
-                          client: LLMClient | None, documents: Sequence[Document]) -> PackPlanner:
+async def counted_planner(
+    task: ExtractionTask,
+    settings: EngineSettings,
+    client: LLMClient | None,
+    documents: Sequence[Document],
+) -> PackPlanner:
     """A planner whose counts of `documents` and the instructions come from the server's
     tokenizer when it has one (one concurrent batch for the texts not counted yet)."""
     counter = TokenCounter(client if settings.server_tokenizer else None, settings.chars_per_token)

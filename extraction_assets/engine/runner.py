@@ -80,9 +80,16 @@ def _share(total: int, n: int, index: int) -> int:
 
 
 class _Run:
-    def __init__(self, task: ExtractionTask, client: LLMClient, settings: EngineSettings,
-                 on_outcome: OnOutcome, log: logging.Logger, total: int,
-                 planner: PackPlanner | None = None) -> None:
+    def __init__(
+        self,
+        task: ExtractionTask,
+        client: LLMClient,
+        settings: EngineSettings,
+        on_outcome: OnOutcome,
+        log: logging.Logger,
+        total: int,
+        planner: PackPlanner | None = None,
+    ) -> None:
         self.task = task
         self.client = client
         self.settings = settings
@@ -100,9 +107,7 @@ class _Run:
         self.handing: set[asyncio.Future[None]] = set()
         self.rerun_alone = 0
         # Words that are never evidence of borrowing: the prompt's static part, the enum values.
-        self.static_words = " ".join(
-            [system_message(task), *schema_words(task.item_schema())]
-        )
+        self.static_words = " ".join([system_message(task), *schema_words(task.item_schema())])
 
     # -- handing results to the caller -------------------------------------------------------
     async def hand(self, record: CallRecord, results: list[ItemResult]) -> None:
@@ -121,13 +126,28 @@ class _Run:
         """Fail documents too long for the context, recorded under a call that was never made;
         they carry the context size they were judged against (final until it grows)."""
         record = CallRecord(
-            call_id=f"nocall-{uuid.uuid4().hex[:12]}", base_url="", pack_size=len(docs),
-            attempt=0, prompt_tokens=0, completion_tokens=0, latency_s=0.0, finish_reason=None,
-            ok_items=0, failed_items=len(docs), error=reason, started_at=time.time(),
+            call_id=f"nocall-{uuid.uuid4().hex[:12]}",
+            base_url="",
+            pack_size=len(docs),
+            attempt=0,
+            prompt_tokens=0,
+            completion_tokens=0,
+            latency_s=0.0,
+            finish_reason=None,
+            ok_items=0,
+            failed_items=len(docs),
+            error=reason,
+            started_at=time.time(),
         )
         results = [
-            ItemResult(d.doc_id, d.content_hash, "failed", error=reason, attempts=0,
-                       context_limit=self.settings.max_model_len)
+            ItemResult(
+                d.doc_id,
+                d.content_hash,
+                "failed",
+                error=reason,
+                attempts=0,
+                context_limit=self.settings.max_model_len,
+            )
             for d in docs
         ]
         await self.hand(record, results)
@@ -155,8 +175,16 @@ class _Run:
             self.progress.in_flight -= 1
         await self.settle(pack, completion, started_at)
 
-    def record(self, pack: Pack, started_at: float, completion: Completion | None, *,
-               ok: int, error: str | None, latency_s: float = 0.0) -> CallRecord:
+    def record(
+        self,
+        pack: Pack,
+        started_at: float,
+        completion: Completion | None,
+        *,
+        ok: int,
+        error: str | None,
+        latency_s: float = 0.0,
+    ) -> CallRecord:
         self.progress.calls += 1
         if pack.attempt > 1:
             self.progress.retried_calls += 1
@@ -178,17 +206,28 @@ class _Run:
             started_at=started_at,
         )
 
-    async def context_exceeded(self, pack: Pack, exc: ContextLengthError, started_at: float,
-                               latency_s: float) -> None:
-        record = self.record(pack, started_at, None, ok=0, error="context length exceeded",
-                             latency_s=latency_s)
+    async def context_exceeded(
+        self, pack: Pack, exc: ContextLengthError, started_at: float, latency_s: float
+    ) -> None:
+        record = self.record(
+            pack, started_at, None, ok=0, error="context length exceeded", latency_s=latency_s
+        )
         record.base_url = exc.base_url
         if len(pack) == 1:
             doc = pack.docs[0]
-            await self.hand(record, [ItemResult(
-                doc.doc_id, doc.content_hash, "failed", error=TOO_LONG,
-                attempts=self.attempts[doc.doc_id], context_limit=self.settings.max_model_len,
-            )])
+            await self.hand(
+                record,
+                [
+                    ItemResult(
+                        doc.doc_id,
+                        doc.content_hash,
+                        "failed",
+                        error=TOO_LONG,
+                        attempts=self.attempts[doc.doc_id],
+                        context_limit=self.settings.max_model_len,
+                    )
+                ],
+            )
             return
         self.log.info("pack of %d exceeds the server's context; splitting in halves", len(pack))
         for part in halves(pack.docs):
@@ -210,16 +249,25 @@ class _Run:
             }
             fields = parsed.ok.get(doc.doc_id)
             if fields is not None:
-                results.append(ItemResult(doc.doc_id, doc.content_hash, "ok", fields=fields,
-                                          **share))
+                results.append(
+                    ItemResult(doc.doc_id, doc.content_hash, "ok", fields=fields, **share)
+                )
             elif n > 1 or self.alone_calls[doc.doc_id] < MAX_ATTEMPTS_ALONE:
                 retry.append(doc)
             else:
                 reason = parsed.errors.get(doc.doc_id, "no answer")
                 if truncated:
                     reason = f"answer truncated at the output budget; {reason}"
-                results.append(ItemResult(doc.doc_id, doc.content_hash, "failed", error=reason,
-                                          raw_answer=completion.text, **share))
+                results.append(
+                    ItemResult(
+                        doc.doc_id,
+                        doc.content_hash,
+                        "failed",
+                        error=reason,
+                        raw_answer=completion.text,
+                        **share,
+                    )
+                )
         if n > 1 and self.settings.isolate_suspicious:
             results = self.isolate(pack, results)
         problem = parsed.problem
@@ -233,7 +281,11 @@ class _Run:
             parts = halves(retry)
             self.log.info(
                 "call %s: %d/%d items answered; retrying %d as %s (e.g. %s)",
-                record.call_id, ok, n, len(retry), "+".join(str(len(p)) for p in parts),
+                record.call_id,
+                ok,
+                n,
+                len(retry),
+                "+".join(str(len(p)) for p in parts),
                 parsed.errors.get(retry[0].doc_id, problem),
             )
             for part in parts:
@@ -243,8 +295,9 @@ class _Run:
     def isolate(self, pack: Pack, results: list[ItemResult]) -> list[ItemResult]:
         """Drop the pack's suspicious ok answers and queue their documents alone."""
         answers = {r.doc_id: r.fields for r in results if r.status == "ok" and r.fields}
-        flagged = suspicious_items({d.doc_id: d.text for d in pack.docs}, answers,
-                                   self.static_words)
+        flagged = suspicious_items(
+            {d.doc_id: d.text for d in pack.docs}, answers, self.static_words
+        )
         if not flagged:
             return results
         for doc in pack.docs:
@@ -317,8 +370,13 @@ async def extract(
     packs, too_long = run.planner.plan(documents)
     log.info(
         "extraction %s: %d documents in %d packs (items_per_call=%d, max_concurrency=%d), "
-        "%d too long for the context", task.name, len(documents), len(packs),
-        settings.items_per_call, settings.max_concurrency, len(too_long),
+        "%d too long for the context",
+        task.name,
+        len(documents),
+        len(packs),
+        settings.items_per_call,
+        settings.max_concurrency,
+        len(too_long),
     )
     try:
         if too_long:
@@ -329,13 +387,22 @@ async def extract(
     finally:
         log.info(run.progress.line())
         if run.rerun_alone:
-            log.info("%d items re-run alone (their pack answer borrowed from a pack-mate or "
-                     "their text looks like an injection)", run.rerun_alone)
+            log.info(
+                "%d items re-run alone (their pack answer borrowed from a pack-mate or "
+                "their text looks like an injection)",
+                run.rerun_alone,
+            )
     p = run.progress
     return RunSummary(
-        items_total=p.total, items_ok=p.ok, items_failed=p.failed, calls=p.calls,
-        retried_calls=p.retried_calls, prompt_tokens=p.prompt_tokens,
-        completion_tokens=p.completion_tokens, elapsed_s=p.elapsed_s,
-        items_per_min=p.items_per_min, output_tokens_per_s=p.output_tokens_per_s,
+        items_total=p.total,
+        items_ok=p.ok,
+        items_failed=p.failed,
+        calls=p.calls,
+        retried_calls=p.retried_calls,
+        prompt_tokens=p.prompt_tokens,
+        completion_tokens=p.completion_tokens,
+        elapsed_s=p.elapsed_s,
+        items_per_min=p.items_per_min,
+        output_tokens_per_s=p.output_tokens_per_s,
         rerun_alone=run.rerun_alone,
     )

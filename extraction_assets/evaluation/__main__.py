@@ -25,41 +25,68 @@ def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError("pack sizes must be >= 1")
     return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="extraction eval",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--gold", choices=sorted(GOLD_SETS),
-                        help="a built-in gold set; default: the task's own gold file")
+    parser = argparse.ArgumentParser(prog="extraction eval", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--gold",
+        choices=sorted(GOLD_SETS),
+        help="a built-in gold set; default: the task's own gold file",
+    )
     parser.add_argument("--limit", type=int, default=20, help="documents sampled (default 20)")
-    parser.add_argument("--items-per-call", type=_sizes, default=[1, 5, 20],
-                        help="pack sizes to compare, e.g. 1,5,20")
+    parser.add_argument(
+        "--items-per-call",
+        type=_sizes,
+        default=[1, 5, 20],
+        help="pack sizes to compare, e.g. 1,5,20",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--max-concurrency", type=int, default=4)
-    parser.add_argument("--task", default="biography",
-                        help="built-in name, module:ATTRIBUTE or spec file (default biography)")
-    parser.add_argument("--corpus", type=Path, metavar="DIR",
-                        help="corpus folder with the texts of gold lines that have no \"text\"")
+    parser.add_argument(
+        "--task",
+        default="biography",
+        help="built-in name, module:ATTRIBUTE or spec file (default biography)",
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        metavar="DIR",
+        help='corpus folder with the texts of gold lines that have no "text"',
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/eval"))
-    parser.add_argument("--no-isolate", action="store_true",
-                        help="keep pack answers that borrow from a pack-mate (measures the raw "
-                        "contamination the engine's re-run alone prevents)")
-    parser.add_argument("--rescore", type=Path, metavar="JSON",
-                        help="score a saved results file again (current gold and scoring, no LLM "
-                        "call) and rewrite its files")
-    parser.add_argument("--compare-editions", action="store_true",
-                        help="only compare the two Taqrib editions and print the counts")
+    parser.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="keep pack answers that borrow from a pack-mate (measures the raw "
+        "contamination the engine's re-run alone prevents)",
+    )
+    parser.add_argument(
+        "--rescore",
+        type=Path,
+        metavar="JSON",
+        help="score a saved results file again (current gold and scoring, no LLM "
+        "call) and rewrite its files",
+    )
+    parser.add_argument(
+        "--compare-editions",
+        action="store_true",
+        help="only compare the two Taqrib editions and print the counts",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         if args.compare_editions:
             diff = compare_editions()
-            diff["changed_ids"] = diff["changed_ids"][:20] + (["..."] if diff["changed"] > 20 else [])
+            diff["changed_ids"] = diff["changed_ids"][:20] + (
+                ["..."] if diff["changed"] > 20 else []
+            )
             print(json.dumps(diff, ensure_ascii=False, indent=1))
             return 0
         if args.rescore:
@@ -77,13 +104,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {str(exc).strip(chr(39))}", file=sys.stderr)
             return 2
         if not args.gold and not has_gold:
-            parser.error("--gold is required for a task without its own gold file "
-                         "(or --compare-editions)")
+            parser.error(
+                "--gold is required for a task without its own gold file (or --compare-editions)"
+            )
 
-        config = EvalConfig(gold=args.gold, limit=args.limit, items_per_call=args.items_per_call,
-                            seed=args.seed, max_concurrency=args.max_concurrency, task=args.task,
-                            out=args.out, isolate_suspicious=not args.no_isolate,
-                            corpus_dir=args.corpus)
+        config = EvalConfig(
+            gold=args.gold,
+            limit=args.limit,
+            items_per_call=args.items_per_call,
+            seed=args.seed,
+            max_concurrency=args.max_concurrency,
+            task=args.task,
+            out=args.out,
+            isolate_suspicious=not args.no_isolate,
+            corpus_dir=args.corpus,
+        )
         results = asyncio.run(evaluate(config))
     except (GoldFileMissingError, GoldFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -93,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind}: {path}")
     failed_runs = [r["items_per_call"] for r in results["runs"] if r.get("error")]
     if failed_runs:
-        print(f"error: the LLM server failed during the runs with items_per_call={failed_runs}; "
-              "their unfinished documents count as unanswered", file=sys.stderr)
+        print(
+            f"error: the LLM server failed during the runs with items_per_call={failed_runs}; "
+            "their unfinished documents count as unanswered",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

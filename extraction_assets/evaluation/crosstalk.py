@@ -58,8 +58,11 @@ def _borrowed_set_names(spec: FieldSpec, value: Any, own: Any, mate: Any) -> lis
     """Set field: the predicted names matching the pack-mate's gold and not the item's own."""
     mates = [a for m in (mate or []) for a in _member_names(m)]
     owns = [a for m in (own or []) for a in _member_names(m)]
-    return [n for n in _answer_names(value)
-            if mates and _name_hit(n, mates) and not (owns and _name_hit(n, owns))]
+    return [
+        n
+        for n in _answer_names(value)
+        if mates and _name_hit(n, mates) and not (owns and _name_hit(n, owns))
+    ]
 
 
 @dataclass
@@ -74,13 +77,21 @@ class CrosstalkReport:
         return self.contaminated / self.answers if self.answers else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"answers": self.answers, "contaminated": self.contaminated, "rate": self.rate,
-                "by_field": self.by_field, "examples": self.examples[:10]}
+        return {
+            "answers": self.answers,
+            "contaminated": self.contaminated,
+            "rate": self.rate,
+            "by_field": self.by_field,
+            "examples": self.examples[:10],
+        }
 
 
-def gold_crosstalk(packs: Sequence[Sequence[str]], docs: Sequence[GoldDocument],
-                   predictions: Mapping[str, Mapping[str, Any] | None],
-                   specs: Sequence[FieldSpec]) -> CrosstalkReport:
+def gold_crosstalk(
+    packs: Sequence[Sequence[str]],
+    docs: Sequence[GoldDocument],
+    predictions: Mapping[str, Mapping[str, Any] | None],
+    specs: Sequence[FieldSpec],
+) -> CrosstalkReport:
     """Contamination of the answers against the gold of their original pack-mates."""
     by_id = {d.doc_id: d for d in docs}
     report = CrosstalkReport()
@@ -99,14 +110,25 @@ def gold_crosstalk(packs: Sequence[Sequence[str]], docs: Sequence[GoldDocument],
                     continue
                 for mate in mates:
                     if spec.kind == "set":
-                        borrowed = _borrowed_set_names(spec, value, _gold(own, spec),
-                                                       _gold(mate, spec))
+                        borrowed = _borrowed_set_names(
+                            spec, value, _gold(own, spec), _gold(mate, spec)
+                        )
                     else:
-                        borrowed = ([value] if _hit(spec, value, _gold(mate, spec))
-                                    and not _hit(spec, value, _gold(own, spec)) else [])
+                        borrowed = (
+                            [value]
+                            if _hit(spec, value, _gold(mate, spec))
+                            and not _hit(spec, value, _gold(own, spec))
+                            else []
+                        )
                     if borrowed:
-                        hits.append({"doc_id": doc_id, "field": spec.gold_field,
-                                     "value": borrowed[0], "gold_of": mate.doc_id})
+                        hits.append(
+                            {
+                                "doc_id": doc_id,
+                                "field": spec.gold_field,
+                                "value": borrowed[0],
+                                "gold_of": mate.doc_id,
+                            }
+                        )
                         break
             if hits:
                 report.contaminated += 1
@@ -122,7 +144,7 @@ def shuffled_groups(packs: Sequence[Sequence[str]], seed: int = 0) -> list[list[
     random.Random(seed).shuffle(ids)
     out, start = [], 0
     for p in packs:
-        out.append(ids[start:start + len(p)])
+        out.append(ids[start : start + len(p)])
         start += len(p)
     return out
 

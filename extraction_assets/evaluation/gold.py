@@ -65,11 +65,21 @@ class GoldDocument:
 
 # --- Re-DocRED --------------------------------------------------------------------------------
 
-FAMILY_RELATIONS = {"P22": "father", "P25": "mother", "P26": "spouse", "P40": "child",
-                    "P3373": "sibling"}
+FAMILY_RELATIONS = {
+    "P22": "father",
+    "P25": "mother",
+    "P26": "spouse",
+    "P40": "child",
+    "P3373": "sibling",
+}
 # Gold relations the biography task has no field for (reported, not dropped).
-UNCOVERED_RELATIONS = {"P27": "citizenship", "P69": "educated_at", "P106": "occupation",
-                       "P108": "employer", "P463": "member_of"}
+UNCOVERED_RELATIONS = {
+    "P27": "citizenship",
+    "P69": "educated_at",
+    "P106": "occupation",
+    "P108": "employer",
+    "P463": "member_of",
+}
 
 
 def _detokenize(tokens: list[str]) -> str:
@@ -102,8 +112,11 @@ def load_redocred(root: Path | None = None) -> list[GoldDocument]:
     out = []
     for index, doc in enumerate(docs):
         vs = doc["vertexSet"]
-        heads = {lab["h"] for lab in doc["labels"]
-                 if lab["r"] in ("P569", "P570") and vs[lab["h"]][0]["type"] == "PER"}
+        heads = {
+            lab["h"]
+            for lab in doc["labels"]
+            if lab["r"] in ("P569", "P570") and vs[lab["h"]][0]["type"] == "PER"
+        }
         subject = _subject(doc, heads)
         if subject is None:
             continue
@@ -132,15 +145,17 @@ def load_redocred(root: Path | None = None) -> list[GoldDocument]:
         if family:
             gold["family"] = family
             sources["family"] = "redocred:P22/P25/P26/P40/P3373"
-        out.append(GoldDocument(
-            doc_id=f"redocred-{index}",
-            text=" ".join(_detokenize(s) for s in doc["sents"]),
-            lang="en",
-            gold=gold,
-            source=f"{REDOCRED_FILE}#{index}",
-            gold_sources=sources,
-            uncovered=dict(uncovered),
-        ))
+        out.append(
+            GoldDocument(
+                doc_id=f"redocred-{index}",
+                text=" ".join(_detokenize(s) for s in doc["sents"]),
+                lang="en",
+                gold=gold,
+                source=f"{REDOCRED_FILE}#{index}",
+                gold_sources=sources,
+                uncovered=dict(uncovered),
+            )
+        )
     return out
 
 
@@ -180,8 +195,9 @@ def parse_taqrib(path: Path) -> list[TaqribEntry]:
             number, line, parts = current
             seen[number] += 1
             suffix = "" if seen[number] == 1 else f"-{seen[number]}"
-            entries.append(TaqribEntry(f"taqrib-{number}{suffix}", number, _clean(" ".join(parts)),
-                                       line))
+            entries.append(
+                TaqribEntry(f"taqrib-{number}{suffix}", number, _clean(" ".join(parts)), line)
+            )
 
     with path.open(encoding="utf-8") as fh:
         for lineno, raw in enumerate(fh, 1):
@@ -225,7 +241,9 @@ def compare_editions(root: Path | None = None) -> dict[str, Any]:
     `changed_ignoring_punctuation_and_hamza` also drops brackets/punctuation and folds letters."""
     root = root or data_dir()
     a = {e.entry_id: e.text for e in parse_taqrib(_require(root, TAQRIB_EDITIONS["JK000121"]))}
-    b = {e.entry_id: e.text for e in parse_taqrib(_require(root, TAQRIB_EDITIONS["Shamela0008609"]))}
+    b = {
+        e.entry_id: e.text for e in parse_taqrib(_require(root, TAQRIB_EDITIONS["Shamela0008609"]))
+    }
     common = sorted(set(a) & set(b), key=_id_order)
     raw_changed = [i for i in common if _fold_whitespace(a[i]) != _fold_whitespace(b[i])]
     changed = [i for i in raw_changed if _fold_ibn(a[i]) != _fold_ibn(b[i])]
@@ -339,14 +357,23 @@ def taqrib_gold(entry: TaqribEntry, row: dict[str, str] | None) -> GoldDocument:
     else:  # no grade phrase we recognise: unscored rather than guessed "not_stated"
         sources["grade"] = "none: no grade phrase recognised in the entry"
 
-    generation = generation_from_text(_csv_value(row.get("tabaqa")), require_min=False) if row else None
+    generation = (
+        generation_from_text(_csv_value(row.get("tabaqa")), require_min=False) if row else None
+    )
     if generation:
         gold["generation"], sources["generation"] = generation, row_ref
     elif text_generation:
         gold["generation"], sources["generation"] = text_generation, "entry-text"
 
-    kunyas = [k.strip() for k in re.split(r"[،,]|ويقال\s*:?|وقيل\s*:?", _csv_value(row.get("kunia")) or "")
-              if k.strip()] if row else []
+    kunyas = (
+        [
+            k.strip()
+            for k in re.split(r"[،,]|ويقال\s*:?|وقيل\s*:?", _csv_value(row.get("kunia")) or "")
+            if k.strip()
+        ]
+        if row
+        else []
+    )
     if kunyas:
         gold["kunya"], sources["kunya"] = kunyas, row_ref
     elif (k := find_kunya(entry.text)) is not None:
@@ -415,14 +442,18 @@ def load_sample_gold(root: Path | None = None) -> list[GoldDocument]:
             continue
         row = json.loads(line)
         doc = texts[row["id"]]
-        out.append(GoldDocument(
-            doc_id=row["id"],
-            text=doc.text,
-            lang=row["id"].split("-")[0],  # the sample's ids start with their language
-            gold=row["gold"],
-            source=doc.source or f"{SAMPLE_CORPUS}/{row['id']}",
-            gold_sources={k: "sample-gold (hand-written from the entry text)" for k in row["gold"]},
-        ))
+        out.append(
+            GoldDocument(
+                doc_id=row["id"],
+                text=doc.text,
+                lang=row["id"].split("-")[0],  # the sample's ids start with their language
+                gold=row["gold"],
+                source=doc.source or f"{SAMPLE_CORPUS}/{row['id']}",
+                gold_sources={
+                    k: "sample-gold (hand-written from the entry text)" for k in row["gold"]
+                },
+            )
+        )
     return out
 
 

@@ -51,8 +51,7 @@ class RecordingClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    async def complete(self, messages: Any, schema: dict, schema_name: str,
-                       max_tokens: int) -> Any:
+    async def complete(self, messages: Any, schema: dict, schema_name: str, max_tokens: int) -> Any:
         self.requests.append(list(schema.get("properties", {})))
         return await self._client.complete(messages, schema, schema_name, max_tokens)
 
@@ -65,9 +64,16 @@ def sample(docs: Sequence[GoldDocument], limit: int, seed: int) -> list[GoldDocu
     return sorted(random.Random(seed).sample(ordered, limit), key=lambda d: d.doc_id)
 
 
-async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], client: Any,
-                        items_per_call: int, max_concurrency: int, max_model_len: int,
-                        corpus: str, isolate_suspicious: bool = True) -> dict[str, Any]:
+async def run_pack_size(
+    task: ExtractionTask,
+    docs: Sequence[GoldDocument],
+    client: Any,
+    items_per_call: int,
+    max_concurrency: int,
+    max_model_len: int,
+    corpus: str,
+    isolate_suspicious: bool = True,
+) -> dict[str, Any]:
     """Extract `docs` at one pack size. Returns predictions, the packs answers came from, and
     the run summary."""
     from extraction_assets.engine import EngineSettings, extract
@@ -88,20 +94,31 @@ async def run_pack_size(task: ExtractionTask, docs: Sequence[GoldDocument], clie
             if r.status != "ok":
                 errors[r.doc_id] = r.error or ""
 
-    settings = EngineSettings(items_per_call=items_per_call, max_concurrency=max_concurrency,
-                              max_model_len=max_model_len, isolate_suspicious=isolate_suspicious)
+    settings = EngineSettings(
+        items_per_call=items_per_call,
+        max_concurrency=max_concurrency,
+        max_model_len=max_model_len,
+        isolate_suspicious=isolate_suspicious,
+    )
     summary: dict[str, Any] = {}
     error = None
     recorder = RecordingClient(client)
     try:
-        summary = (await extract(task, documents, recorder, settings, on_outcome,
-                                 log=log)).as_metadata()
+        summary = (
+            await extract(task, documents, recorder, settings, on_outcome, log=log)
+        ).as_metadata()
     except ServerUnavailableError as exc:
         # Keep what finished; the unfinished documents score as unanswered and the run says why.
         error = str(exc)
         log.error("items_per_call=%s: %s", items_per_call, exc)
-    return {"predictions": predictions, "errors": errors, "packs": packs, "summary": summary,
-            "error": error, "original_packs": first_packs(recorder.requests)}
+    return {
+        "predictions": predictions,
+        "errors": errors,
+        "packs": packs,
+        "summary": summary,
+        "error": error,
+        "original_packs": first_packs(recorder.requests),
+    }
 
 
 async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
@@ -113,7 +130,9 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
     gold_name = config.gold or task.name
     all_docs, specs, not_covered = load_task_gold_set(task, gold_name, config.corpus_dir)
     gold_docs = sample(all_docs, config.limit, config.seed)
-    uncovered_gold = sorted({k for d in gold_docs for k in d.uncovered} - {s.gold_field for s in specs})
+    uncovered_gold = sorted(
+        {k for d in gold_docs for k in d.uncovered} - {s.gold_field for s in specs}
+    )
     client = llm.get_client()
     texts = {d.doc_id: d.text for d in gold_docs}
     runs = []
@@ -121,27 +140,40 @@ async def evaluate(config: EvalConfig, llm: Any = None) -> dict[str, Any]:
         version = task.version(llm.model, client.generation_params())
         for k in config.items_per_call:
             started = time.time()
-            out = await run_pack_size(task, gold_docs, client, k, config.max_concurrency,
-                                      llm.max_model_len, f"eval-{gold_name}",
-                                      config.isolate_suspicious)
+            out = await run_pack_size(
+                task,
+                gold_docs,
+                client,
+                k,
+                config.max_concurrency,
+                llm.max_model_len,
+                f"eval-{gold_name}",
+                config.isolate_suspicious,
+            )
             scores = score_documents(gold_docs, out["predictions"], specs)
             cont = contamination(out["packs"], texts, out["predictions"])
             original = out["original_packs"]
-            runs.append({
-                "items_per_call": k,
-                "scores": scores,
-                "contamination": cont.as_dict(),
-                **crosstalk(original, gold_docs, out["predictions"], specs, config.seed),
-                "packs": out["packs"],
-                "original_packs": original,
-                "run_summary": out["summary"],
-                "error": out["error"],
-                "failed": out["errors"],
-                "predictions": out["predictions"],
-                "wall_s": round(time.time() - started, 2),
-            })
-            log.info("items_per_call=%s: mean score %s, contamination %s", k,
-                     scores["overall"]["mean_score"], cont.rate)
+            runs.append(
+                {
+                    "items_per_call": k,
+                    "scores": scores,
+                    "contamination": cont.as_dict(),
+                    **crosstalk(original, gold_docs, out["predictions"], specs, config.seed),
+                    "packs": out["packs"],
+                    "original_packs": original,
+                    "run_summary": out["summary"],
+                    "error": out["error"],
+                    "failed": out["errors"],
+                    "predictions": out["predictions"],
+                    "wall_s": round(time.time() - started, 2),
+                }
+            )
+            log.info(
+                "items_per_call=%s: mean score %s, contamination %s",
+                k,
+                scores["overall"]["mean_score"],
+                cont.rate,
+            )
     finally:
         await client.aclose()
     results = {
@@ -170,8 +202,9 @@ def rescore(path: Path, corpus_dir: Path | None = None) -> dict[str, Any]:
     results = json.loads(Path(path).read_text(encoding="utf-8"))
     saved = _predictions_path(Path(path))
     if saved.exists():  # predictions are kept beside the results, out of git
-        for run, predictions in zip(results["runs"], json.loads(saved.read_text("utf-8")),
-                                    strict=True):
+        for run, predictions in zip(
+            results["runs"], json.loads(saved.read_text("utf-8")), strict=True
+        ):
             run["predictions"] = predictions
     task = load_task(results.get("task_ref") or results["task"])
     gold_docs, specs, _ = load_task_gold_set(task, results["gold"], corpus_dir)
@@ -182,16 +215,18 @@ def rescore(path: Path, corpus_dir: Path | None = None) -> dict[str, Any]:
         run["scores"] = score_documents(docs, run["predictions"], specs)
         run["contamination"] = contamination(run["packs"], texts, run["predictions"]).as_dict()
         if "original_packs" in run:
-            run.update(crosstalk(run["original_packs"], docs, run["predictions"], specs,
-                                 results["seed"]))
+            run.update(
+                crosstalk(run["original_packs"], docs, run["predictions"], specs, results["seed"])
+            )
     results["scored_fields"] = [s.gold_field for s in specs]
     results.pop("files", None)
     write_results(results, Path(path).parent)
     return results
 
 
-def load_task_gold_set(task: ExtractionTask, name: str, corpus_dir: Path | None = None
-                       ) -> tuple[list[GoldDocument], list[FieldSpec], list[str]]:
+def load_task_gold_set(
+    task: ExtractionTask, name: str, corpus_dir: Path | None = None
+) -> tuple[list[GoldDocument], list[FieldSpec], list[str]]:
     """(gold documents with their texts, field specs, gold fields the task cannot answer).
 
     A built-in set, or the task's own gold (`name` = the task's name); lines of the latter
@@ -207,28 +242,36 @@ def load_task_gold_set(task: ExtractionTask, name: str, corpus_dir: Path | None 
     if missing:
         if corpus_dir is None:
             raise GoldFileMissingError(
-                f"{len(missing)} gold lines of {name} have no \"text\" (e.g. {missing[0].doc_id}):"
-                " give the corpus folder holding them (--corpus)")
+                f'{len(missing)} gold lines of {name} have no "text" (e.g. {missing[0].doc_id}):'
+                " give the corpus folder holding them (--corpus)"
+            )
         from extraction_assets.corpora.sources import read_corpus
 
         texts = {d.doc_id: d for d in read_corpus(corpus_dir.parent, corpus_dir.name)}
         absent = [d.doc_id for d in missing if d.doc_id not in texts]
         if absent:
             raise GoldFileMissingError(
-                f"{len(absent)} gold ids are not in corpus {corpus_dir} (e.g. {absent[0]})")
+                f"{len(absent)} gold ids are not in corpus {corpus_dir} (e.g. {absent[0]})"
+            )
         for d in missing:
             d.text = texts[d.doc_id].text
             d.source = texts[d.doc_id].source or d.source
     return docs, specs, not_covered
 
 
-def crosstalk(original_packs: Sequence[Sequence[str]], docs: Sequence[GoldDocument],
-              predictions: Any, specs: Any, seed: int) -> dict[str, Any]:
+def crosstalk(
+    original_packs: Sequence[Sequence[str]],
+    docs: Sequence[GoldDocument],
+    predictions: Any,
+    specs: Any,
+    seed: int,
+) -> dict[str, Any]:
     """The gold-based contamination against the original packs, and its chance level."""
     return {
         "crosstalk": gold_crosstalk(original_packs, docs, predictions, specs).as_dict(),
-        "crosstalk_chance": gold_crosstalk(shuffled_groups(original_packs, seed), docs,
-                                           predictions, specs).as_dict(),
+        "crosstalk_chance": gold_crosstalk(
+            shuffled_groups(original_packs, seed), docs, predictions, specs
+        ).as_dict(),
     }
 
 
@@ -252,7 +295,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"version `{results['task_version']}`, seed {results['seed']}, re-run of suspicious "
         f"items alone {'on' if results.get('isolate_suspicious', True) else 'off'}",
         "",
-        "| items_per_call | answered | " + " | ".join(fields)
+        "| items_per_call | answered | "
+        + " | ".join(fields)
         + " | mean | contamination | gold crosstalk (original packs) | chance | re-run alone "
         "| items/min |",
         "|" + "---|" * (len(fields) + 8),
@@ -270,15 +314,22 @@ def markdown(results: dict[str, Any]) -> str:
         )
     languages = sorted({lang for run in results["runs"] for lang in run["scores"]["by_language"]})
     if len(languages) > 1:
-        lines += ["", "Per language:", "",
-                  "| items_per_call | language | answered | " + " | ".join(fields) + " | mean |",
-                  "|" + "---|" * (len(fields) + 4)]
+        lines += [
+            "",
+            "Per language:",
+            "",
+            "| items_per_call | language | answered | " + " | ".join(fields) + " | mean |",
+            "|" + "---|" * (len(fields) + 4),
+        ]
         for run in results["runs"]:
             for lang, block in sorted(run["scores"]["by_language"].items()):
                 cells = [_fmt(block["fields"][f]["score"]) for f in fields]
-                lines.append(f"| {run['items_per_call']} | {lang} | {block['answered']}/"
-                             f"{block['n_documents']} | " + " | ".join(cells)
-                             + f" | {_fmt(block['mean_score'])} |")
+                lines.append(
+                    f"| {run['items_per_call']} | {lang} | {block['answered']}/"
+                    f"{block['n_documents']} | "
+                    + " | ".join(cells)
+                    + f" | {_fmt(block['mean_score'])} |"
+                )
     lines += [
         "",
         "Scores: accuracy after normalisation; F1 for set fields (lists). "
@@ -311,8 +362,13 @@ def plot(results: dict[str, Any], path: Path) -> bool:
         ys = [r["scores"]["overall"]["fields"][f]["score"] for r in results["runs"]]
         ax.plot(sizes, [float("nan") if y is None else y for y in ys], marker="o", label=f)
     cont = [r["contamination"]["rate"] for r in results["runs"]]
-    ax.plot(sizes, [float("nan") if c is None else c for c in cont], "k--", marker="x",
-            label="contamination")
+    ax.plot(
+        sizes,
+        [float("nan") if c is None else c for c in cont],
+        "k--",
+        marker="x",
+        label="contamination",
+    )
     ax.set_xscale("log")
     ax.minorticks_off()
     ax.set_xticks(sizes, [str(s) for s in sizes])
@@ -340,12 +396,21 @@ def write_results(results: dict[str, Any], out: Path) -> dict[str, Path]:
     # The model's answers quote the gold documents (shared data that stays out of the project's
     # git): they go to a sibling file that .gitignore keeps out; the results hold only scores.
     _predictions_path(paths["json"]).write_text(
-        json.dumps([run.get("predictions") for run in results["runs"]], ensure_ascii=False,
-                   indent=1, default=str), encoding="utf-8")
-    public = {**results, "runs": [{k: v for k, v in run.items() if k != "predictions"}
-                                  for run in results["runs"]]}
-    paths["json"].write_text(json.dumps(public, ensure_ascii=False, indent=1, default=str),
-                             encoding="utf-8")
+        json.dumps(
+            [run.get("predictions") for run in results["runs"]],
+            ensure_ascii=False,
+            indent=1,
+            default=str,
+        ),
+        encoding="utf-8",
+    )
+    public = {
+        **results,
+        "runs": [{k: v for k, v in run.items() if k != "predictions"} for run in results["runs"]],
+    }
+    paths["json"].write_text(
+        json.dumps(public, ensure_ascii=False, indent=1, default=str), encoding="utf-8"
+    )
     paths["md"].write_text(markdown(results), encoding="utf-8")
     if not plot(results, paths["png"]):
         paths.pop("png")

@@ -15,30 +15,68 @@ from extraction_assets.text import arabic_tokens, fold_arabic, is_arabic, normal
 # --- Arabic number words ----------------------------------------------------------------------
 
 _UNITS = {
-    "واحد": 1, "واحده": 1, "احدي": 1, "احد": 1,
-    "اثنين": 2, "اثنتين": 2, "اثنان": 2, "اثنتان": 2, "ثنتين": 2, "اثني": 2, "اثنا": 2,
-    "اثنتي": 2, "اثنتا": 2, "ثنتي": 2,
-    "ثلاث": 3, "ثلاثه": 3, "ثلث": 3,
-    "اربع": 4, "اربعه": 4,
-    "خمس": 5, "خمسه": 5,
-    "ست": 6, "سته": 6,
-    "سبع": 7, "سبعه": 7,
-    "ثمان": 8, "ثماني": 8, "ثمانيه": 8, "ثمنه": 8,
-    "تسع": 9, "تسعه": 9,
+    "واحد": 1,
+    "واحده": 1,
+    "احدي": 1,
+    "احد": 1,
+    "اثنين": 2,
+    "اثنتين": 2,
+    "اثنان": 2,
+    "اثنتان": 2,
+    "ثنتين": 2,
+    "اثني": 2,
+    "اثنا": 2,
+    "اثنتي": 2,
+    "اثنتا": 2,
+    "ثنتي": 2,
+    "ثلاث": 3,
+    "ثلاثه": 3,
+    "ثلث": 3,
+    "اربع": 4,
+    "اربعه": 4,
+    "خمس": 5,
+    "خمسه": 5,
+    "ست": 6,
+    "سته": 6,
+    "سبع": 7,
+    "سبعه": 7,
+    "ثمان": 8,
+    "ثماني": 8,
+    "ثمانيه": 8,
+    "ثمنه": 8,
+    "تسع": 9,
+    "تسعه": 9,
 }
 _TEN = {"عشر": 10, "عشره": 10}
 _TENS = {
-    "عشرين": 20, "عشرون": 20,
-    "ثلاثين": 30, "ثلاثون": 30, "ثلثين": 30,
-    "اربعين": 40, "اربعون": 40,
-    "خمسين": 50, "خمسون": 50,
-    "ستين": 60, "ستون": 60,
-    "سبعين": 70, "سبعون": 70,
-    "ثمانين": 80, "ثمانون": 80, "ثمنين": 80,
-    "تسعين": 90, "تسعون": 90,
+    "عشرين": 20,
+    "عشرون": 20,
+    "ثلاثين": 30,
+    "ثلاثون": 30,
+    "ثلثين": 30,
+    "اربعين": 40,
+    "اربعون": 40,
+    "خمسين": 50,
+    "خمسون": 50,
+    "ستين": 60,
+    "ستون": 60,
+    "سبعين": 70,
+    "سبعون": 70,
+    "ثمانين": 80,
+    "ثمانون": 80,
+    "ثمنين": 80,
+    "تسعين": 90,
+    "تسعون": 90,
 }
-_HUNDRED = {"مايه": 100, "ميه": 100, "ماه": 100, "مايتين": 200, "ميتين": 200, "مايتان": 200,
-            "ميتان": 200}
+_HUNDRED = {
+    "مايه": 100,
+    "ميه": 100,
+    "ماه": 100,
+    "مايتين": 200,
+    "ميتين": 200,
+    "مايتان": 200,
+    "ميتان": 200,
+}
 _THOUSAND = {"الف": 1000, "الفين": 2000, "الفان": 2000, "الاف": 1000}
 _SOME = {"بضع", "بضعه", "نيف", "نيفا"}  # "some" (3..9) / "a little over"
 _OR = {"او"}
@@ -97,8 +135,13 @@ class ParsedYear:
         def s(v: int | None) -> int | None:
             return None if v is None else v + offset
 
-        return ParsedYear(s(self.value), self.approximate, s(self.low), s(self.high),
-                          tuple(a + offset for a in self.alternatives))
+        return ParsedYear(
+            s(self.value),
+            self.approximate,
+            s(self.low),
+            s(self.high),
+            tuple(a + offset for a in self.alternatives),
+        )
 
 
 def _parse_group(words: list[tuple[str, int, bool]]) -> tuple[int, int, bool] | None:
@@ -220,7 +263,7 @@ def find_death_year(entry_text: str) -> ParsedYear | None:
     Ibn Hajar often omits the century (see `complete_century`)."""
     text = " ".join(arabic_tokens(entry_text))
     for m in _DEATH_CUE.finditer(text):
-        window = text[m.end(): m.end() + 80].split()
+        window = text[m.end() : m.end() + 80].split()
         # Accept "مات سنة ...", "مات في سنة ...", "مات بعد/قبل ...", "مات بعد سنة ...".
         head = window[:3]
         if not any(w in ("سنه", "بعد", "قبل") or _number_word(w) for w in head):
@@ -274,24 +317,54 @@ def parse_year(text: str | int | None) -> ParsedYear | None:
 
 # Folded token sequences -> the biography task's grade enum. Earliest phrase in the text wins.
 _GRADE_PHRASES: list[tuple[tuple[str, ...], str]] = [
-    (("كذاب",), "liar"), (("وضاع",), "liar"), (("متهم", "بالكذب"), "liar"),
-    (("متروك",), "abandoned"), (("متروكه",), "abandoned"), (("منكر", "الحديث"), "abandoned"),
-    (("صحابي",), "companion"), (("صحابيه",), "companion"), (("له", "صحبه"), "companion"),
-    (("له", "رويه"), "companion"), (("صحبه",), "companion"), (("احد", "العشره"), "companion"),
-    (("ام", "المومنين"), "companion"), (("بدري",), "companion"),
-    (("مجهول",), "unknown"), (("مجهوله",), "unknown"), (("مستور",), "unknown"),
-    (("مستوره",), "unknown"), (("لا", "يعرف"), "unknown"),
+    (("كذاب",), "liar"),
+    (("وضاع",), "liar"),
+    (("متهم", "بالكذب"), "liar"),
+    (("متروك",), "abandoned"),
+    (("متروكه",), "abandoned"),
+    (("منكر", "الحديث"), "abandoned"),
+    (("صحابي",), "companion"),
+    (("صحابيه",), "companion"),
+    (("له", "صحبه"), "companion"),
+    (("له", "رويه"), "companion"),
+    (("صحبه",), "companion"),
+    (("احد", "العشره"), "companion"),
+    (("ام", "المومنين"), "companion"),
+    (("بدري",), "companion"),
+    (("مجهول",), "unknown"),
+    (("مجهوله",), "unknown"),
+    (("مستور",), "unknown"),
+    (("مستوره",), "unknown"),
+    (("لا", "يعرف"), "unknown"),
     (("لا", "تعرف"), "unknown"),
-    (("ضعيف",), "weak"), (("ضعيفه",), "weak"), (("لين",), "weak"), (("لين", "الحديث"), "weak"),
+    (("ضعيف",), "weak"),
+    (("ضعيفه",), "weak"),
+    (("لين",), "weak"),
+    (("لين", "الحديث"), "weak"),
     (("ليس", "بالقوي"), "weak"),
-    (("مقبول",), "acceptable"), (("مقبوله",), "acceptable"),
-    (("صدوق",), "truthful"), (("صدوقه",), "truthful"), (("لا", "باس", "به"), "truthful"),
+    (("مقبول",), "acceptable"),
+    (("مقبوله",), "acceptable"),
+    (("صدوق",), "truthful"),
+    (("صدوقه",), "truthful"),
+    (("لا", "باس", "به"), "truthful"),
     (("ليس", "به", "باس"), "truthful"),
-    (("ثقه",), "trustworthy"), (("ثبت",), "trustworthy"), (("حجه",), "trustworthy"),
-    (("امام",), "trustworthy"), (("الامام",), "trustworthy"),
+    (("ثقه",), "trustworthy"),
+    (("ثبت",), "trustworthy"),
+    (("حجه",), "trustworthy"),
+    (("امام",), "trustworthy"),
+    (("الامام",), "trustworthy"),
 ]
-GRADE_VALUES = ("companion", "trustworthy", "truthful", "acceptable", "weak", "unknown",
-                "abandoned", "liar", "not_stated")
+GRADE_VALUES = (
+    "companion",
+    "trustworthy",
+    "truthful",
+    "acceptable",
+    "weak",
+    "unknown",
+    "abandoned",
+    "liar",
+    "not_stated",
+)
 
 
 def grade_from_text(text: str | None) -> str | None:
@@ -309,7 +382,7 @@ def grade_from_text(text: str | None) -> str | None:
     for phrase, grade in _GRADE_PHRASES:
         n = len(phrase)
         for i in range(len(tokens) - n + 1):
-            if tuple(tokens[i: i + n]) == phrase:
+            if tuple(tokens[i : i + n]) == phrase:
                 if best is None or i < best[0]:
                     best = (i, grade)
                 break
@@ -317,8 +390,16 @@ def grade_from_text(text: str | None) -> str | None:
 
 
 _ORDINALS = {
-    "الاولي": 1, "الثانيه": 2, "الثالثه": 3, "الرابعه": 4, "الخامسه": 5, "السادسه": 6,
-    "السابعه": 7, "الثامنه": 8, "التاسعه": 9, "العاشره": 10,
+    "الاولي": 1,
+    "الثانيه": 2,
+    "الثالثه": 3,
+    "الرابعه": 4,
+    "الخامسه": 5,
+    "السادسه": 6,
+    "السابعه": 7,
+    "الثامنه": 8,
+    "التاسعه": 9,
+    "العاشره": 10,
 }
 _TABAQA = re.compile(
     r"(?:^|\s)(?P<min>من\s+)?(?:(?:كبار|صغار|اواسط|اوساط)\s+)?"

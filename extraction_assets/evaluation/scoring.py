@@ -179,10 +179,13 @@ def value_match(predicted: Any, gold: Any, *, text: bool = True) -> bool:
     by value; booleans and null exactly."""
     if isinstance(gold, dict):
         return isinstance(predicted, dict) and all(
-            value_match(predicted.get(k), v, text=text) for k, v in gold.items())
+            value_match(predicted.get(k), v, text=text) for k, v in gold.items()
+        )
     if isinstance(gold, list | tuple):
         if isinstance(predicted, list | tuple):
-            return len(predicted) == len(gold) and match_items(predicted, gold, text=text) == len(gold)
+            return len(predicted) == len(gold) and match_items(predicted, gold, text=text) == len(
+                gold
+            )
         return any(value_match(predicted, g, text=text) for g in gold)
     if isinstance(gold, str):
         if not isinstance(predicted, str):
@@ -191,8 +194,11 @@ def value_match(predicted: Any, gold: Any, *, text: bool = True) -> bool:
     if isinstance(gold, bool) or gold is None:
         return predicted is gold
     if isinstance(gold, int | float):
-        return (isinstance(predicted, int | float) and not isinstance(predicted, bool)
-                and float(predicted) == float(gold))
+        return (
+            isinstance(predicted, int | float)
+            and not isinstance(predicted, bool)
+            and float(predicted) == float(gold)
+        )
     return bool(predicted == gold)
 
 
@@ -215,14 +221,20 @@ def _distinct(values: Any) -> list[Any]:
         return []
     seen: dict[str, Any] = {}
     for v in values:  # the same element twice (after normalisation) is one answer
-        key = normalize_name(v) if isinstance(v, str) else json.dumps(
-            v, sort_keys=True, ensure_ascii=False, default=str)
+        key = (
+            normalize_name(v)
+            if isinstance(v, str)
+            else json.dumps(v, sort_keys=True, ensure_ascii=False, default=str)
+        )
         seen.setdefault(key, v)
     return list(seen.values())
 
 
-def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
-                predictions: Mapping[str, Mapping[str, Any] | None]) -> FieldScore:
+def score_field(
+    spec: FieldSpec,
+    docs: Iterable[GoldDocument],
+    predictions: Mapping[str, Mapping[str, Any] | None],
+) -> FieldScore:
     score = FieldScore(spec.gold_field, "set" if spec.is_set else "exact")
     for doc in docs:
         gold = doc.gold.get(spec.gold_field, doc.uncovered.get(spec.gold_field))
@@ -260,8 +272,9 @@ def score_field(spec: FieldSpec, docs: Iterable[GoldDocument],
     return score
 
 
-def covered_specs(specs: Sequence[FieldSpec], task_fields: Iterable[str]
-                  ) -> tuple[list[FieldSpec], list[str]]:
+def covered_specs(
+    specs: Sequence[FieldSpec], task_fields: Iterable[str]
+) -> tuple[list[FieldSpec], list[str]]:
     """(specs the task can answer, gold fields it has no field for)."""
     fields = set(task_fields)
     covered = [s for s in specs if s.task_field in fields]
@@ -269,10 +282,13 @@ def covered_specs(specs: Sequence[FieldSpec], task_fields: Iterable[str]
     return covered, missing
 
 
-def score_documents(docs: Sequence[GoldDocument],
-                    predictions: Mapping[str, Mapping[str, Any] | None],
-                    specs: Sequence[FieldSpec]) -> dict[str, Any]:
+def score_documents(
+    docs: Sequence[GoldDocument],
+    predictions: Mapping[str, Mapping[str, Any] | None],
+    specs: Sequence[FieldSpec],
+) -> dict[str, Any]:
     """Per-field scores overall and per language, plus answer coverage."""
+
     def block(subset: Sequence[GoldDocument]) -> dict[str, Any]:
         fields = {s.gold_field: score_field(s, subset, predictions).as_dict() for s in specs}
         headline = [f["score"] for f in fields.values() if f["score"] is not None]
@@ -316,12 +332,19 @@ class ContaminationReport:
         return self.contaminated / self.answers if self.answers else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"answers": self.answers, "contaminated": self.contaminated, "rate": self.rate,
-                "examples": self.examples[:10]}
+        return {
+            "answers": self.answers,
+            "contaminated": self.contaminated,
+            "rate": self.rate,
+            "examples": self.examples[:10],
+        }
 
 
-def contamination(packs: Sequence[Sequence[str]], texts: Mapping[str, str],
-                  predictions: Mapping[str, Mapping[str, Any] | None]) -> ContaminationReport:
+def contamination(
+    packs: Sequence[Sequence[str]],
+    texts: Mapping[str, str],
+    predictions: Mapping[str, Mapping[str, Any] | None],
+) -> ContaminationReport:
     """Answers that name someone (or somewhere) found only in ANOTHER document of the same pack.
 
     Names are compared as normalised whole-token sequences; names shorter than three
@@ -338,10 +361,15 @@ def contamination(packs: Sequence[Sequence[str]], texts: Mapping[str, str],
             report.answers += 1
             others = {o: keys[o] for o in pack if o != doc_id and o in keys}
             # Grade words ("صدوق") in a name field are a wrong answer, not a borrowed name.
-            hit = detector.find_borrowed(answer_names(answer), keys.get(doc_id, ""), others,
-                                         ignore=lambda text: bool(grade_from_text(text)))
+            hit = detector.find_borrowed(
+                answer_names(answer),
+                keys.get(doc_id, ""),
+                others,
+                ignore=lambda text: bool(grade_from_text(text)),
+            )
             if hit is not None:
                 report.contaminated += 1
-                report.examples.append({"doc_id": doc_id, "name": hit.value,
-                                        "found_in": hit.found_in})
+                report.examples.append(
+                    {"doc_id": doc_id, "name": hit.value, "found_in": hit.found_in}
+                )
     return report

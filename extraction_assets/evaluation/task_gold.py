@@ -34,8 +34,7 @@ from extraction_assets.evaluation.scoring import FIELD_SPECS, FieldSpec, covered
 from extraction_assets.tasks.base import ExtractionTask
 
 # The user-facing names of scoring kinds (spec `score:`) -> FieldSpec kinds.
-SCORE_OVERRIDES = {"exact": "exact", "text": "text", "name": "name", "set": "items",
-                   "ignore": None}
+SCORE_OVERRIDES = {"exact": "exact", "text": "text", "name": "name", "set": "items", "ignore": None}
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -72,8 +71,10 @@ def task_field_specs(task: ExtractionTask) -> list[FieldSpec]:
     for name, info in task.item_model.model_fields.items():
         override = task.scoring.get(name)
         if override is not None and override not in SCORE_OVERRIDES:
-            raise ValueError(f"task {task.name}: field {name}: unknown scoring {override!r} "
-                             f"(one of {', '.join(SCORE_OVERRIDES)})")
+            raise ValueError(
+                f"task {task.name}: field {name}: unknown scoring {override!r} "
+                f"(one of {', '.join(SCORE_OVERRIDES)})"
+            )
         kind = SCORE_OVERRIDES[override] if override else default_kind(info.annotation)
         if kind:
             specs.append(FieldSpec(name, name, kind))
@@ -103,25 +104,33 @@ def load_task_gold(task: ExtractionTask, path: str | Path | None = None) -> list
             except json.JSONDecodeError as exc:
                 raise GoldFileError(f"{where}: invalid JSON: {exc.msg}") from None
             if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row["id"]:
-                raise GoldFileError(f"{where}: each line is an object with a string \"id\"")
+                raise GoldFileError(f'{where}: each line is an object with a string "id"')
             doc_id = row["id"]
             if doc_id in seen:
                 raise GoldFileError(f"{where}: id {doc_id!r} appears twice")
             seen.add(doc_id)
             gold = row.get("fields")
             if not isinstance(gold, dict):
-                raise GoldFileError(f"{where}: id {doc_id!r}: \"fields\" must be an object")
+                raise GoldFileError(f'{where}: id {doc_id!r}: "fields" must be an object')
             extra = sorted(set(gold) - fields)
             if extra:
-                raise GoldFileError(f"{where}: id {doc_id!r}: {extra} are not fields of task "
-                                    f"{task.name} ({', '.join(sorted(fields))})")
+                raise GoldFileError(
+                    f"{where}: id {doc_id!r}: {extra} are not fields of task "
+                    f"{task.name} ({', '.join(sorted(fields))})"
+                )
             text = row.get("text", "")
             if not isinstance(text, str):
-                raise GoldFileError(f"{where}: id {doc_id!r}: \"text\" must be a string")
-            docs.append(GoldDocument(
-                doc_id=doc_id, text=text, lang=str(row.get("lang") or "und"), gold=gold,
-                source=where, gold_sources=dict.fromkeys(gold, str(path)),
-            ))
+                raise GoldFileError(f'{where}: id {doc_id!r}: "text" must be a string')
+            docs.append(
+                GoldDocument(
+                    doc_id=doc_id,
+                    text=text,
+                    lang=str(row.get("lang") or "und"),
+                    gold=gold,
+                    source=where,
+                    gold_sources=dict.fromkeys(gold, str(path)),
+                )
+            )
     if not docs:
         raise GoldFileError(f"{path}: no gold documents")
     return docs
@@ -130,8 +139,9 @@ def load_task_gold(task: ExtractionTask, path: str | Path | None = None) -> list
 def gold_set_names(task: ExtractionTask, configured: Sequence[str]) -> list[str]:
     """The gold sets scored for a task: the configured built-in sets written for it (an
     unknown name is kept, to be reported), and its own gold (named after the task) if it has one."""
-    names = [n for n in configured if GOLD_SET_TASK.get(n, task.name) == task.name
-             and n != task.name]
+    names = [
+        n for n in configured if GOLD_SET_TASK.get(n, task.name) == task.name and n != task.name
+    ]
     if task.gold is not None and configured:
         names.append(task.name)
     return names

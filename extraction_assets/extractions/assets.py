@@ -163,9 +163,11 @@ def build_task_assets(
 
         def show_forecast(forecast: Forecast) -> None:
             # On the corpus's partition in the UI while the extraction runs (an observation).
-            context.log_event(dg.AssetObservation(
-                asset_key=extractions_key, partition=corpus, metadata=forecast.as_metadata()
-            ))
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=extractions_key, partition=corpus, metadata=forecast.as_metadata()
+                )
+            )
 
         client = llm.get_client()
         where = f"corpus {corpus!r}, task {task.name}"

@@ -47,8 +47,9 @@ def gold_sets_for(task: ExtractionTask, settings: Settings) -> list[tuple[str, i
     return [(n, sizes.get(n)) for n in gold_set_names(task, list(sizes))]
 
 
-def gold_check_specs(task: ExtractionTask, settings: Settings, asset: dg.AssetKey
-                     ) -> list[dg.AssetCheckSpec]:
+def gold_check_specs(
+    task: ExtractionTask, settings: Settings, asset: dg.AssetKey
+) -> list[dg.AssetCheckSpec]:
     if not gold_sets_for(task, settings):
         return []
     return [dg.AssetCheckSpec(GOLD_CHECK, asset=asset, description=GOLD_CHECK_DESCRIPTION)]
@@ -71,8 +72,9 @@ class GoldRun:
     corpus: str | None = None
 
 
-async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: str,
-                        run: GoldRun) -> int:
+async def _extract_gold(
+    task: ExtractionTask, docs: list[GoldDocument], corpus: str, run: GoldRun
+) -> int:
     """Sync the gold documents into their pseudo-corpus and extract what is pending there;
     returns how many were pending."""
     documents = [Document.make(corpus, d.doc_id, d.text, d.source) for d in docs]
@@ -82,7 +84,11 @@ async def _extract_gold(task: ExtractionTask, docs: list[GoldDocument], corpus: 
         await asyncio.to_thread(run.store.recover_journals)
         await asyncio.to_thread(run.store.sync_documents, corpus, documents, run.run_id)
         pending = await asyncio.to_thread(
-            run.store.pending_documents, corpus, task.name, run.task_version, run.retry_limit,
+            run.store.pending_documents,
+            corpus,
+            task.name,
+            run.task_version,
+            run.retry_limit,
             run.engine_settings.max_model_len,
         )
         if pending:
@@ -101,8 +107,9 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
-async def evaluate_gold_sample(task: ExtractionTask, settings: Settings, run: GoldRun
-                               ) -> dg.AssetCheckResult:
+async def evaluate_gold_sample(
+    task: ExtractionTask, settings: Settings, run: GoldRun
+) -> dg.AssetCheckResult:
     """Extract (if needed) and score the configured gold sample; the check result."""
     problems: list[str] = []
     scores: dict[str, dict[str, Any]] = {}
@@ -126,8 +133,10 @@ async def evaluate_gold_sample(task: ExtractionTask, settings: Settings, run: Go
             try:
                 extracted += await _extract_gold(task, with_text, corpus, run)
             except ServerUnavailableError as exc:
-                problems.append(f"{name}: the LLM server stayed unavailable ({exc}); unscored "
-                                "documents count as wrong")
+                problems.append(
+                    f"{name}: the LLM server stayed unavailable ({exc}); unscored "
+                    "documents count as wrong"
+                )
             answers = await asyncio.to_thread(
                 run.store.current_fields, corpus, task.name, run.task_version
             )
@@ -164,8 +173,11 @@ async def evaluate_gold_sample(task: ExtractionTask, settings: Settings, run: Go
     rows = []
     for name, result in scores.items():
         for lang, block in [("all", result["overall"]), *result["by_language"].items()]:
-            row = {"gold": name, "language": lang,
-                   "answered": f"{block['answered']}/{block['n_documents']}"}
+            row = {
+                "gold": name,
+                "language": lang,
+                "answered": f"{block['answered']}/{block['n_documents']}",
+            }
             for field, f in block["fields"].items():
                 row[field] = _fmt(f["score"])
                 if lang == "all" and f["score"] is not None:
@@ -180,6 +192,7 @@ async def evaluate_gold_sample(task: ExtractionTask, settings: Settings, run: Go
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description=None if not problems else "gold sample missing or incomplete: "
-        + "; ".join(problems),
+        description=None
+        if not problems
+        else "gold sample missing or incomplete: " + "; ".join(problems),
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Knob = int | Literal["auto"]
 
+
 @dataclass(frozen=True)
 class Recipe:
     """How a run extracts: pack size and requests in flight (a number or "auto", the default:
@@ -113,8 +114,13 @@ async def extract_corpus(
             isolate_suspicious=recipe.isolate_suspicious,
         )
         items_per_call, max_concurrency = await resolve_recipe(
-            recipe.items_per_call, recipe.max_concurrency, task, pending, client,
-            engine_settings, log,
+            recipe.items_per_call,
+            recipe.max_concurrency,
+            task,
+            pending,
+            client,
+            engine_settings,
+            log,
         )
         engine_settings = replace(
             engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
@@ -122,8 +128,14 @@ async def extract_corpus(
         forecast: Forecast | None = None
         try:
             forecast = await forecast_corpus(
-                store, client, task, corpus, items_per_call=items_per_call,
-                max_model_len=max_model_len, retry_limit=recipe.retry_limit, prices=prices,
+                store,
+                client,
+                task,
+                corpus,
+                items_per_call=items_per_call,
+                max_model_len=max_model_len,
+                retry_limit=recipe.retry_limit,
+                prices=prices,
             )
         except Exception as exc:  # a forecast is advice: the run goes on without it
             log.warning(f"no forecast for corpus {corpus!r}: {type(exc).__name__}: {exc}")
@@ -150,8 +162,16 @@ async def extract_corpus(
 
             summary = await extract(task, pending, client, engine_settings, on_outcome, log=log)
         # The lone answers are a measurement, not extractions: nothing of the audit is stored.
-        audit = await shadow_audit(task, pending, packed.answers, client, engine_settings,
-                                   share=recipe.pack_audit_share, seed=run_id, log=log)
+        audit = await shadow_audit(
+            task,
+            pending,
+            packed.answers,
+            client,
+            engine_settings,
+            share=recipe.pack_audit_share,
+            seed=run_id,
+            log=log,
+        )
         stats = await asyncio.to_thread(
             store.table_stats, corpus, task.name, version, recipe.retry_limit, max_model_len
         )

@@ -29,8 +29,15 @@ GRADES: dict[str, str] = {
     "not_stated": "the text gives no grade",
 }
 Grade = Literal[
-    "companion", "trustworthy", "truthful", "acceptable", "weak", "unknown", "abandoned",
-    "liar", "not_stated",
+    "companion",
+    "trustworthy",
+    "truthful",
+    "acceptable",
+    "weak",
+    "unknown",
+    "abandoned",
+    "liar",
+    "not_stated",
 ]
 
 
@@ -51,7 +58,8 @@ class Biography(BaseModel):
     )
     # Before the years: the model reads the generation first, then completes the century.
     generation: int | None = Field(
-        ge=1, le=12,
+        ge=1,
+        le=12,
         description="Ibn Hajar's generation (tabaqa) as a number 1-12, null if not stated",
     )
     birth_date_text: str | None = Field(

@@ -92,9 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_list = sub.add_parser("list", help="built-in and configured (EXTRACTION_TASKS) tasks")
     p_list.add_argument("refs", nargs="*", help="references to list (default: EXTRACTION_TASKS)")
     p_list.add_argument("--json", action="store_true", help="print JSON")
-    for name, text in (("validate", "check a task loads (spec errors name file and field)"),
-                       ("schema", "the JSON schema of one answer"),
-                       ("version", "the task version for the configured model (LLM_*)")):
+    for name, text in (
+        ("validate", "check a task loads (spec errors name file and field)"),
+        ("schema", "the JSON schema of one answer"),
+        ("version", "the task version for the configured model (LLM_*)"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("ref", help="built-in name, module:ATTRIBUTE or spec file")
     args = parser.parse_args(argv)
@@ -108,15 +110,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"{row['ref']}: ERROR {row['error']}")
                     continue
                 tags = ", ".join(t for t in ("builtin", "configured") if row[t])
-                print(f"{row['name']}  version {row['version']}  {len(row['fields'])} fields"
-                      f"{'  ' + tags if tags else ''}  ({row['ref']})")
+                print(
+                    f"{row['name']}  version {row['version']}  {len(row['fields'])} fields"
+                    f"{'  ' + tags if tags else ''}  ({row['ref']})"
+                )
             return 1 if any("error" in r for r in rows) else 0
         if args.command == "validate":
             task = validate_task(args.ref)
-            print(f"ok: task {task.name}: {len(task.item_model.model_fields)} fields "
-                  f"({', '.join(task.item_model.model_fields)}), {len(task.examples)} examples"
-                  + (f", gold {task.gold}" + ("" if task.gold.is_file() else " (MISSING)")
-                     if task.gold else ""))
+            print(
+                f"ok: task {task.name}: {len(task.item_model.model_fields)} fields "
+                f"({', '.join(task.item_model.model_fields)}), {len(task.examples)} examples"
+                + (
+                    f", gold {task.gold}" + ("" if task.gold.is_file() else " (MISSING)")
+                    if task.gold
+                    else ""
+                )
+            )
             return 0
         if args.command == "schema":
             print(json.dumps(task_schema(args.ref), ensure_ascii=False, indent=1))

@@ -63,8 +63,11 @@ def load_tasks(refs: Iterable[str]) -> list[ExtractionTask]:
         task = load_task(ref)
         if task.name in seen:
             raise TaskSpecError(
-                str(ref), "", f"{seen[task.name]} and {ref} both define task {task.name!r}: "
-                "give one of them another name")
+                str(ref),
+                "",
+                f"{seen[task.name]} and {ref} both define task {task.name!r}: "
+                "give one of them another name",
+            )
         seen[task.name] = str(ref)
         tasks.append(task)
     return tasks
@@ -73,7 +76,9 @@ def load_tasks(refs: Iterable[str]) -> list[ExtractionTask]:
 def _import_task(ref: str) -> ExtractionTask:
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
-        raise TaskSpecError(ref, "", "an import path is module:ATTRIBUTE, e.g. my_pkg.tasks:INVOICE")
+        raise TaskSpecError(
+            ref, "", "an import path is module:ATTRIBUTE, e.g. my_pkg.tasks:INVOICE"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -86,8 +86,16 @@ class FieldDef(_Strict):
             "list": {"items", "max_items"},
             "object": {"fields"},
         }[t]
-        for key in ("enum", "min", "max", "min_length", "max_length", "max_items", "items",
-                    "fields"):
+        for key in (
+            "enum",
+            "min",
+            "max",
+            "min_length",
+            "max_length",
+            "max_items",
+            "items",
+            "fields",
+        ):
             if getattr(self, key) is not None and key not in allowed:
                 raise ValueError(f"{key!r} does not apply to type {t}")
         if t == "list" and self.items is None:
@@ -98,7 +106,10 @@ class FieldDef(_Strict):
             if not self.enum:
                 raise ValueError("enum is empty")
             kinds: dict[str, type | tuple[type, ...]] = {
-                "string": str, "integer": int, "number": (int, float)}
+                "string": str,
+                "integer": int,
+                "number": (int, float),
+            }
             bad = [v for v in self.enum if isinstance(v, bool) or not isinstance(v, kinds[t])]
             if bad:
                 raise ValueError(f"enum values {bad} are not of type {t}")
@@ -109,8 +120,11 @@ class FieldDef(_Strict):
                 v = getattr(self, key)
                 if v is not None and v != int(v):
                     raise ValueError(f"{key} of an integer must be a whole number, got {v}")
-        if (self.min_length is not None and self.max_length is not None
-                and self.min_length > self.max_length):
+        if (
+            self.min_length is not None
+            and self.max_length is not None
+            and self.min_length > self.max_length
+        ):
             raise ValueError(f"min_length {self.min_length} is above max_length {self.max_length}")
         return self
 
@@ -167,7 +181,9 @@ def read_spec(path: str | Path) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise TaskSpecError(source, where, f"invalid YAML: {problem}") from None
     if not isinstance(data, dict):
-        raise TaskSpecError(source, "", "the spec must be a mapping (name, instructions, fields...)")
+        raise TaskSpecError(
+            source, "", "the spec must be a mapping (name, instructions, fields...)"
+        )
     return data
 
 
@@ -177,8 +193,9 @@ def task_from_spec(path: str | Path) -> ExtractionTask:
     return task_from_dict(read_spec(path), source=str(path), base_dir=path.parent)
 
 
-def task_from_dict(data: Mapping[str, Any], source: str = "<spec>",
-                   base_dir: Path | None = None) -> ExtractionTask:
+def task_from_dict(
+    data: Mapping[str, Any], source: str = "<spec>", base_dir: Path | None = None
+) -> ExtractionTask:
     """Compile a spec mapping (the parsed YAML/JSON) to an ExtractionTask."""
     try:
         spec = TaskSpec.model_validate(dict(data))
@@ -217,19 +234,29 @@ def _scoring(fields: Mapping[str, FieldDef]) -> dict[str, str]:
     return {name: f.score for name, f in fields.items() if f.score}
 
 
-def _compile_object(name: str, fields: Mapping[str, FieldDef], source: str, where: str
-                    ) -> type[BaseModel]:
+def _compile_object(
+    name: str, fields: Mapping[str, FieldDef], source: str, where: str
+) -> type[BaseModel]:
     definitions: dict[str, Any] = {}
     for field_name, f in fields.items():
         path = f"{where}.{field_name}"
         if not _FIELD_NAME.fullmatch(field_name) or keyword.iskeyword(field_name):
-            raise TaskSpecError(source, path, "a field name is letters, digits and _, starting "
-                                "with a letter (it becomes a table column)")
+            raise TaskSpecError(
+                source,
+                path,
+                "a field name is letters, digits and _, starting "
+                "with a letter (it becomes a table column)",
+            )
         if hasattr(BaseModel, field_name):
-            raise TaskSpecError(source, path, f"{field_name!r} is reserved (a pydantic "
-                                "BaseModel attribute); choose another name")
-        definitions[field_name] = (_annotation(f, source, path, field_name),
-                                   Field(description=f.description or None))
+            raise TaskSpecError(
+                source,
+                path,
+                f"{field_name!r} is reserved (a pydantic BaseModel attribute); choose another name",
+            )
+        definitions[field_name] = (
+            _annotation(f, source, path, field_name),
+            Field(description=f.description or None),
+        )
     model_name = "".join(p.capitalize() for p in re.split(r"[_.]", name) if p) or "Item"
     try:
         return pydantic.create_model(
@@ -251,8 +278,9 @@ def _annotation(f: FieldDef, source: str, path: str, name: str) -> Any:
         constraints.update(min_length=f.min_length, max_length=f.max_length)
     elif f.type == "integer":
         base = int
-        constraints.update(ge=None if f.min is None else int(f.min),
-                           le=None if f.max is None else int(f.max))
+        constraints.update(
+            ge=None if f.min is None else int(f.min), le=None if f.max is None else int(f.max)
+        )
     elif f.type == "number":
         base = float
         constraints.update(ge=f.min, le=f.max)
@@ -283,7 +311,11 @@ def _where(loc: tuple[Any, ...]) -> str:
         if isinstance(p, int):
             parts.append(f"[{p}]")
         elif str(p).startswith(("function-", "literal[", "list[", "dict[")) or p in (
-            "str", "int", "float", "bool", "tagged-union[",
+            "str",
+            "int",
+            "float",
+            "bool",
+            "tagged-union[",
         ):
             continue  # pydantic's union/validator labels, not a place in the file
         else:

@@ -39,8 +39,9 @@ class Retryable(Exception):
     retry_after: the server asked to wait this many seconds (a 429's Retry-After).
     """
 
-    def __init__(self, message: str, *, replica_down: bool = False,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, replica_down: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.replica_down = replica_down
         self.retry_after = retry_after
@@ -70,7 +71,11 @@ class LLMClient(Protocol):
     model: str
 
     async def complete(
-        self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str, max_tokens: int
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        schema_name: str,
+        max_tokens: int,
     ) -> Completion: ...
 
     def generation_params(self) -> dict[str, Any]: ...
@@ -82,8 +87,11 @@ class LLMClient(Protocol):
 
 def looks_like_context_overflow(message: str) -> bool:
     m = message.lower()
-    return "context length" in m or "context window" in m or "maximum context" in m or (
-        "too long" in m and "token" in m
+    return (
+        "context length" in m
+        or "context window" in m
+        or "maximum context" in m
+        or ("too long" in m and "token" in m)
     )
 
 
@@ -239,7 +247,11 @@ class ReplicatedClient:
         return delay * random.uniform(0.5, 1.5)
 
     async def complete(
-        self, messages: list[dict[str, str]], schema: dict[str, Any], schema_name: str, max_tokens: int
+        self,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        schema_name: str,
+        max_tokens: int,
     ) -> Completion:
         last_url, last_error = self.base_urls[0], "no attempt made"
         attempt = failovers = 0
@@ -281,13 +293,14 @@ class ReplicatedClient:
             attempt += 1
             log.warning(
                 "LLM request to %s failed (%s); retry %d/%d in %.1fs",
-                last_url, last_error, attempt, self.max_retries,
+                last_url,
+                last_error,
+                attempt,
+                self.max_retries,
                 delay or self._rest_left(),
             )
             await asyncio.sleep(delay)
-        raise TransportError(
-            last_url, f"{last_error} (after {attempt + 1} attempts)"
-        )
+        raise TransportError(last_url, f"{last_error} (after {attempt + 1} attempts)")
 
     async def aclose(self) -> None:
         for replica in self.replicas.values():

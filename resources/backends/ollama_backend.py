@@ -30,8 +30,9 @@ from resources.backends.base import (
 MAX_BYTES_PER_TOKEN = 8
 
 
-def prompt_cut(messages: list[dict[str, str]], prompt_eval_count: int, num_predict: int,
-               num_ctx: int) -> str | None:
+def prompt_cut(
+    messages: list[dict[str, str]], prompt_eval_count: int, num_predict: int, num_ctx: int
+) -> str | None:
     """Why Ollama's count shows the prompt was not kept whole, or None.
 
     The engine plans each call so that its prompt and answer budget fit the context; a prompt
@@ -40,13 +41,17 @@ def prompt_cut(messages: list[dict[str, str]], prompt_eval_count: int, num_predi
     is written. A count below the request's floor means a large front part was dropped.
     """
     if prompt_eval_count + num_predict > num_ctx:
-        return (f"Ollama evaluated {prompt_eval_count} prompt tokens, which leaves less than the "
-                f"answer's {num_predict} in its context of {num_ctx}: the prompt was cut or "
-                "would be")
+        return (
+            f"Ollama evaluated {prompt_eval_count} prompt tokens, which leaves less than the "
+            f"answer's {num_predict} in its context of {num_ctx}: the prompt was cut or "
+            "would be"
+        )
     floor = sum(len(m["content"].encode("utf-8")) for m in messages) // MAX_BYTES_PER_TOKEN
     if prompt_eval_count < floor:
-        return (f"Ollama evaluated {prompt_eval_count} prompt tokens where the request holds at "
-                f"least {floor}: it dropped the front of a prompt longer than its context")
+        return (
+            f"Ollama evaluated {prompt_eval_count} prompt tokens where the request holds at "
+            f"least {floor}: it dropped the front of a prompt longer than its context"
+        )
     return None
 
 
@@ -59,8 +64,15 @@ def native_host(base_url: str) -> str:
 class OllamaClient(ReplicatedClient):
     backend = "ollama"
 
-    def __init__(self, base_urls: list[str], model: str, *, api_key: str | None,
-                 max_model_len: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_urls: list[str],
+        model: str,
+        *,
+        api_key: str | None,
+        max_model_len: int,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(base_urls, model, **kwargs)
         self.max_model_len = max_model_len
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
@@ -82,8 +94,14 @@ class OllamaClient(ReplicatedClient):
             options["seed"] = self.seed
         return options
 
-    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict[str, Any],
-                            schema_name: str, max_tokens: int) -> Completion:
+    async def _request_once(
+        self,
+        base_url: str,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        schema_name: str,
+        max_tokens: int,
+    ) -> Completion:
         started = time.monotonic()
         try:
             response = await self._sdk[base_url].chat(

@@ -66,8 +66,9 @@ def openai_strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
 class OpenAIProtocolClient(ReplicatedClient):
     """Client for vLLM (backend="vllm") and the OpenAI API (backend="openai")."""
 
-    def __init__(self, backend: str, base_urls: list[str], model: str, *, api_key: str | None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, backend: str, base_urls: list[str], model: str, *, api_key: str | None, **kwargs: Any
+    ) -> None:
         super().__init__(base_urls, model, **kwargs)
         if backend not in ("vllm", "openai"):
             raise ValueError(f"not an OpenAI-protocol backend: {backend!r}")
@@ -81,7 +82,9 @@ class OpenAIProtocolClient(ReplicatedClient):
             for url in base_urls
         }
 
-    def _request_args(self, schema: dict[str, Any], schema_name: str, max_tokens: int) -> dict[str, Any]:
+    def _request_args(
+        self, schema: dict[str, Any], schema_name: str, max_tokens: int
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {"temperature": self.temperature}
         if self.seed is not None:
             args["seed"] = self.seed
@@ -105,8 +108,14 @@ class OpenAIProtocolClient(ReplicatedClient):
             }
         return args
 
-    async def _request_once(self, base_url: str, messages: list[dict[str, str]], schema: dict[str, Any],
-                            schema_name: str, max_tokens: int) -> Completion:
+    async def _request_once(
+        self,
+        base_url: str,
+        messages: list[dict[str, str]],
+        schema: dict[str, Any],
+        schema_name: str,
+        max_tokens: int,
+    ) -> Completion:
         started = time.monotonic()
         try:
             response = await self._sdk[base_url].chat.completions.create(
@@ -117,8 +126,9 @@ class OpenAIProtocolClient(ReplicatedClient):
         except openai.APITimeoutError:
             raise Retryable(f"timeout after {self.timeout_s:.0f}s") from None
         except openai.APIConnectionError as exc:
-            raise Retryable(f"connection error: {type(exc.__cause__ or exc).__name__}",
-                            replica_down=True) from None
+            raise Retryable(
+                f"connection error: {type(exc.__cause__ or exc).__name__}", replica_down=True
+            ) from None
         except openai.APIStatusError as exc:
             status, message = exc.status_code, _error_message(exc)
             if status in _RETRY_STATUSES or status >= 500:
@@ -156,13 +166,16 @@ class OpenAIProtocolClient(ReplicatedClient):
         headers = {"Authorization": f"Bearer {key}"} if key and key != "EMPTY" else None
         limit = asyncio.Semaphore(_TOKENIZE_IN_FLIGHT)
         # Short: a server that cannot count quickly is estimated instead (the run goes on).
-        async with httpx.AsyncClient(timeout=min(self.timeout_s, 30.0), headers=headers,
-                                     trust_env=False) as http:
+        async with httpx.AsyncClient(
+            timeout=min(self.timeout_s, 30.0), headers=headers, trust_env=False
+        ) as http:
 
             async def one(text: str) -> int:
                 async with limit:
-                    response = await http.post(f"{root}/tokenize", json={
-                        "model": self.model, "prompt": text, "add_special_tokens": False})
+                    response = await http.post(
+                        f"{root}/tokenize",
+                        json={"model": self.model, "prompt": text, "add_special_tokens": False},
+                    )
                     response.raise_for_status()
                     return int(response.json()["count"])
 

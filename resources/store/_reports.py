@@ -198,7 +198,11 @@ def run_accounting(con: duckdb.DuckDBPyConnection, run_id: str, corpus: str) -> 
 
 
 def measured_rate(
-    con: duckdb.DuckDBPyConnection, backend: str, model: str, task: str, items_per_call: int,
+    con: duckdb.DuckDBPyConnection,
+    backend: str,
+    model: str,
+    task: str,
+    items_per_call: int,
     runs: int = 5,
 ) -> tuple[float, int] | None:
     """(items per minute, runs measured) over the latest `runs` runs of this backend, model and

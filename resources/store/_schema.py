@@ -84,8 +84,12 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")
 _BASE_VIEW_COLUMNS = ("corpus", "doc_id", "task_version", "model", "extracted_at")
 # Order matters: bool before int (bool is an int), datetime before date (likewise).
 _SCALARS: dict[type, str] = {
-    bool: "BOOLEAN", int: "BIGINT", float: "DOUBLE", str: "VARCHAR",
-    datetime.datetime: "TIMESTAMP", datetime.date: "DATE",
+    bool: "BOOLEAN",
+    int: "BIGINT",
+    float: "DOUBLE",
+    str: "VARCHAR",
+    datetime.datetime: "TIMESTAMP",
+    datetime.date: "DATE",
 }
 
 

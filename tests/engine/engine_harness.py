@@ -19,8 +19,14 @@ def make_docs(n: int, prefix: str = "d") -> list[Document]:
 
 
 def make_client(url: str | list[str], **kw: Any) -> OpenAIProtocolClient:
-    args: dict[str, Any] = {"timeout_s": 5.0, "max_retries": 3, "temperature": 0.0, "seed": 0,
-                            "backoff_base_s": 0.01, "backoff_max_s": 0.05}
+    args: dict[str, Any] = {
+        "timeout_s": 5.0,
+        "max_retries": 3,
+        "temperature": 0.0,
+        "seed": 0,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+    }
     args.update(kw)
     urls = url if isinstance(url, list) else [url]
     return OpenAIProtocolClient("vllm", urls, "fake", api_key=None, **args)
@@ -43,14 +49,24 @@ class Collector:
         return out
 
 
-def run(docs: list[Document], client: OpenAIProtocolClient, settings: EngineSettings | None = None,
-        task=BIO) -> tuple[RunSummary, Collector]:
+def run(
+    docs: list[Document],
+    client: OpenAIProtocolClient,
+    settings: EngineSettings | None = None,
+    task=BIO,
+) -> tuple[RunSummary, Collector]:
     collector = Collector()
 
     async def go() -> RunSummary:
         try:
-            return await extract(task, docs, client, settings or EngineSettings(), collector,
-                                 logging.getLogger("test.engine"))
+            return await extract(
+                task,
+                docs,
+                client,
+                settings or EngineSettings(),
+                collector,
+                logging.getLogger("test.engine"),
+            )
         finally:
             await client.aclose()
 

@@ -132,8 +132,10 @@ def answers(draw: st.DrawFn) -> str:
     members = [json.dumps(k) + ":" + json.dumps(draw(answer_value(k))) for k in keys]
     text = "{" + ",".join(members) + "}"
     if draw(st.booleans()) and draw(st.booleans()):
-        as_list = [dict(v, id=k) if isinstance(v, dict) else v
-                   for k, v in ((k, draw(answer_value(k))) for k in keys)]
+        as_list = [
+            dict(v, id=k) if isinstance(v, dict) else v
+            for k, v in ((k, draw(answer_value(k))) for k in keys)
+        ]
         text = json.dumps(as_list)
     mangle = draw(st.sampled_from(["none", "truncate", "fence", "garbage", "prefix"]))
     if mangle == "truncate" and text:

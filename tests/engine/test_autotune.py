@@ -30,16 +30,24 @@ from resources.llm import LLMResource
 log = logging.getLogger("test.autotune")
 
 
-def batching_server(n: int, c: int, *, batch: int = 32, step_s: float = 0.02,
-                    out_tokens: int = 300, request_overhead_s: float = 0.5) -> float:
+def batching_server(
+    n: int,
+    c: int,
+    *,
+    batch: int = 32,
+    step_s: float = 0.02,
+    out_tokens: int = 300,
+    request_overhead_s: float = 0.5,
+) -> float:
     """Seconds for one wave of c requests of n items on a continuous-batching server: up to
     `batch` sequences decode together; a pack's answers are decoded one after the other."""
     waves = -(-c // batch)
     return waves * (request_overhead_s + n * out_tokens * step_s)
 
 
-def one_slot_server(n: int, c: int, *, step_s: float = 0.02, out_tokens: int = 300,
-                    request_overhead_s: float = 3.0) -> float:
+def one_slot_server(
+    n: int, c: int, *, step_s: float = 0.02, out_tokens: int = 300, request_overhead_s: float = 3.0
+) -> float:
     """A server running one request at a time: in flight requests just queue."""
     return c * (request_overhead_s + n * out_tokens * step_s)
 
@@ -49,19 +57,28 @@ def fake_measure(seconds_for_wave, calls: list[tuple[int, int]], ok_share=lambda
         calls.append((n, c))
         items = n * c
         return ProbePoint(n, c, items, round(items * ok_share(n)), seconds_for_wave(n, c))
+
     return measure
 
 
 def grid_best(seconds_for_wave, limit: int, ok_share=lambda n: 1.0) -> float:
-    return max(60 * n * c * ok_share(n) / seconds_for_wave(n, c)
-               for n, c in itertools.product(PACK_SIZES, CONCURRENCIES) if n * c <= limit)
+    return max(
+        60 * n * c * ok_share(n) / seconds_for_wave(n, c)
+        for n, c in itertools.product(PACK_SIZES, CONCURRENCIES)
+        if n * c <= limit
+    )
 
 
 def run_search(seconds_for_wave, sample_size: int = 2000, **kw):
     calls: list[tuple[int, int]] = []
-    best, probes, why = asyncio.run(search(
-        fake_measure(seconds_for_wave, calls, kw.pop("ok_share", lambda n: 1.0)),
-        sample_size=sample_size, log=log, **kw))
+    best, probes, why = asyncio.run(
+        search(
+            fake_measure(seconds_for_wave, calls, kw.pop("ok_share", lambda n: 1.0)),
+            sample_size=sample_size,
+            log=log,
+            **kw,
+        )
+    )
     return best, probes, why, calls
 
 
@@ -74,6 +91,7 @@ def test_continuous_batching_prefers_many_requests_in_flight() -> None:
 
 def test_one_noisy_probe_does_not_end_the_climb() -> None:
     """A busy machine measured 1 x 16 at 189 items/min between 1 x 8 at 306 and 1 x 64 at 505."""
+
     def noisy(n: int, c: int) -> float:
         return batching_server(n, c) * (3.0 if (n, c) == (1, 16) else 1.0)
 
@@ -92,6 +110,7 @@ def test_invalid_answers_are_not_throughput() -> None:
     # Big packs are fastest in raw items but half their answers fail validation.
     def ok_share(n: int) -> float:
         return 1.0 if n <= 5 else 0.3
+
     best, *_ = run_search(one_slot_server, ok_share=ok_share)
     assert best.items_per_call == 5
     assert best.ok_items_per_min >= 0.9 * grid_best(one_slot_server, 2000, ok_share)
@@ -119,8 +138,10 @@ def test_pack_size_is_capped_by_the_context() -> None:
 
 
 def test_kv_cache_size_from_vllm_metrics() -> None:
-    text = ('# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{block_size="128",'
-            'cache_dtype="auto",num_gpu_blocks="728",prefix_caching="True"} 1.0\n')
+    text = (
+        '# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{block_size="128",'
+        'cache_dtype="auto",num_gpu_blocks="728",prefix_caching="True"} 1.0\n'
+    )
     assert _kv_cache_tokens(text) == 728 * 128
     assert _kv_cache_tokens("vllm:other 1.0") is None
 
@@ -128,15 +149,19 @@ def test_kv_cache_size_from_vllm_metrics() -> None:
 @pytest.mark.vllm
 def test_probe_against_the_real_server(vllm_url: str, vllm_model: str) -> None:
     task = get_task("translation")
-    docs = [Document.make("c", f"s{i}", t) for i, t in enumerate(
-        ["Good morning.", "Thank you.", "The door is open.", "It rains."])]
-    client = LLMResource(base_url=vllm_url, model=vllm_model, timeout_s=300,
-                         max_retries=1).get_client()
+    docs = [
+        Document.make("c", f"s{i}", t)
+        for i, t in enumerate(["Good morning.", "Thank you.", "The door is open.", "It rains."])
+    ]
+    client = LLMResource(
+        base_url=vllm_url, model=vllm_model, timeout_s=300, max_retries=1
+    ).get_client()
 
     async def go():
         try:
-            return await choose_recipe(task, docs, client, EngineSettings(), log,
-                                       pack_sizes=(1, 2), concurrencies=(1, 2))
+            return await choose_recipe(
+                task, docs, client, EngineSettings(), log, pack_sizes=(1, 2), concurrencies=(1, 2)
+            )
         finally:
             await client.aclose()
 

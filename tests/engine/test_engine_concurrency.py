@@ -41,9 +41,10 @@ def test_requests_go_to_the_least_busy_replica() -> None:
         return delayed(0.5) if req.ids[0] == "d0" else delayed(0.03)
 
     settings = EngineSettings(items_per_call=1, max_concurrency=2, progress_interval_s=60)
-    with FaultInjectingOpenAIServer(rule=slow_d0) as a, FaultInjectingOpenAIServer(
-        rule=slow_d0
-    ) as b:
+    with (
+        FaultInjectingOpenAIServer(rule=slow_d0) as a,
+        FaultInjectingOpenAIServer(rule=slow_d0) as b,
+    ):
         summary, got = run(make_docs(8), make_client([a.url, b.url]), settings)
     assert summary.items_ok == 8
     # while d0 kept one replica busy, the other (least busy) one took the rest

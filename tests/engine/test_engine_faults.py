@@ -137,8 +137,10 @@ def test_three_bad_items_of_twenty_retry_as_two_and_one_then_fail() -> None:
 
 
 def test_context_length_error_splits_then_fails_single_item() -> None:
-    msg = ("This model's maximum context length is 8192 tokens. However, your prompt contains "
-           "9000 input tokens. Please reduce the length of the input prompt.")
+    msg = (
+        "This model's maximum context length is 8192 tokens. However, your prompt contains "
+        "9000 input tokens. Please reduce the length of the input prompt."
+    )
 
     def rule(req):
         return status(400, msg) if "d1" in req.ids else None
@@ -217,8 +219,11 @@ def test_api_key_never_in_errors() -> None:
     secret = "sk-test-SECRET-123"
     with FaultInjectingOpenAIServer(rule=lambda r: status(401, "bad key")) as server:
         client = make_client(server.url)
-        client._sdk = {server.url: type(client._sdk[server.url])(
-            base_url=server.url, api_key=secret, max_retries=0)}
+        client._sdk = {
+            server.url: type(client._sdk[server.url])(
+                base_url=server.url, api_key=secret, max_retries=0
+            )
+        }
         with pytest.raises(Exception) as info:
             run(make_docs(1), client, FOUR)
     assert secret not in str(info.value) and secret not in repr(info.value)
@@ -240,8 +245,14 @@ def test_failed_store_write_stops_the_run_with_its_error() -> None:
     async def go() -> None:
         client = make_client(server.url)
         try:
-            await extract(BIO, make_docs(12), client, ONE_AT_A_TIME, on_outcome,
-                          logging.getLogger("test.engine"))
+            await extract(
+                BIO,
+                make_docs(12),
+                client,
+                ONE_AT_A_TIME,
+                on_outcome,
+                logging.getLogger("test.engine"),
+            )
         finally:
             await client.aclose()
 

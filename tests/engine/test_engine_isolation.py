@@ -17,8 +17,10 @@ SETTINGS = EngineSettings(items_per_call=4, max_concurrency=1, progress_interval
 
 
 def merchants(n: int) -> list[Document]:
-    return [Document.make("c", f"d{i}", f"The merchant Zq{'abcdef'[i] * 4}ov sold salt in Basra.")
-            for i in range(n)]
+    return [
+        Document.make("c", f"d{i}", f"The merchant Zq{'abcdef'[i] * 4}ov sold salt in Basra.")
+        for i in range(n)
+    ]
 
 
 @pytest.mark.parametrize("isolate", [True, False])
@@ -37,7 +39,9 @@ def test_borrowed_answer_is_rerun_alone_and_the_lone_answer_stored(isolate: bool
         assert summary.rerun_alone == 1 and summary.calls == 2
         # The pack's call settled the three others only.
         assert [sorted(r.doc_id for r in o.results) for o in got.outcomes] == [
-            ["d1", "d2", "d3"], ["d0"]]
+            ["d1", "d2", "d3"],
+            ["d0"],
+        ]
         assert got.outcomes[0].call.ok_items == 3
     else:
         assert sizes == [["d0", "d1", "d2", "d3"]]

@@ -67,7 +67,9 @@ def test_a_killed_replica_is_taken_out_its_calls_retried_elsewhere_and_probed_ba
     assert after_run == [b.url], "the dead replica was out of rotation"
     assert after_restart == [a.url, b.url] and a.model_requests >= 1, "probed back in"
     assert [(url, what) for _, url, what in client.rotation_events] == [
-        (a.url, "out"), (a.url, "back")]
+        (a.url, "out"),
+        (a.url, "back"),
+    ]
 
 
 def test_all_replicas_down_stops_the_run() -> None:
@@ -84,8 +86,12 @@ def one_call(client) -> None:
 
     async def go() -> None:
         try:
-            await client.complete(build_messages(BIO, docs), pack_schema(BIO, ["d0"]),
-                                  schema_name(BIO), PackPlanner(BIO, ONE_BY_ONE).max_tokens(docs))
+            await client.complete(
+                build_messages(BIO, docs),
+                pack_schema(BIO, ["d0"]),
+                schema_name(BIO),
+                PackPlanner(BIO, ONE_BY_ONE).max_tokens(docs),
+            )
         finally:
             await client.aclose()
 
@@ -115,8 +121,10 @@ def test_429_retry_after_is_capped() -> None:
 
 def test_a_resting_replica_leaves_its_calls_to_the_other() -> None:
     settings = EngineSettings(items_per_call=1, max_concurrency=1, progress_interval_s=60)
-    with FaultInjectingOpenAIServer(rule=lambda r: too_many("30")) as a, \
-            FaultInjectingOpenAIServer() as b:
+    with (
+        FaultInjectingOpenAIServer(rule=lambda r: too_many("30")) as a,
+        FaultInjectingOpenAIServer() as b,
+    ):
         summary, got = run(make_docs(6), make_client([a.url, b.url], max_retries=2), settings)
     assert summary.items_ok == 6
     assert len(a.requests) == 1 and len(b.requests) == 6

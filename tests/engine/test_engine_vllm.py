@@ -29,8 +29,14 @@ SHORT = [
 ]
 
 
-def run(url: str, model: str, task_name: str, docs: list[Document], settings: EngineSettings,
-        completions: list | None = None):
+def run(
+    url: str,
+    model: str,
+    task_name: str,
+    docs: list[Document],
+    settings: EngineSettings,
+    completions: list | None = None,
+):
     """Extract; the server's raw completions, in the order they arrived, go to `completions`."""
     client = LLMResource(base_url=url, model=model, timeout_s=300, max_retries=2).get_client()
     collector = Collector()
@@ -56,8 +62,14 @@ def run(url: str, model: str, task_name: str, docs: list[Document], settings: En
 def test_pack_of_four_gets_one_result_per_id(vllm_url: str, vllm_model: str) -> None:
     docs = [Document.make("t", f"s{i}", t) for i, t in enumerate(SHORT)]
     completions: list = []
-    summary, got = run(vllm_url, vllm_model, "translation", docs,
-                       EngineSettings(items_per_call=4, max_concurrency=2), completions)
+    summary, got = run(
+        vllm_url,
+        vllm_model,
+        "translation",
+        docs,
+        EngineSettings(items_per_call=4, max_concurrency=2),
+        completions,
+    )
     assert set(got.results) == {d.doc_id for d in docs}
     first = got.outcomes[0].call
     assert first.pack_size == 4 and first.completion_tokens > 0
@@ -80,8 +92,9 @@ def test_pack_over_the_server_context_is_split(vllm_url: str, vllm_model: str) -
     # long, so both fail with the reason and no generation ever runs.
     big = " ".join(["word"] * 9000)
     docs = [Document.make("t", "big1", big), Document.make("t", "big2", big + " more")]
-    settings = EngineSettings(items_per_call=4, max_concurrency=1, chars_per_token=1000.0,
-                              server_tokenizer=False)
+    settings = EngineSettings(
+        items_per_call=4, max_concurrency=1, chars_per_token=1000.0, server_tokenizer=False
+    )
     summary, got = run(vllm_url, vllm_model, "translation", docs, settings)
     assert [o.call.pack_size for o in got.outcomes] == [2, 1, 1]
     assert all(o.call.error == "context length exceeded" for o in got.outcomes)
@@ -91,8 +104,13 @@ def test_pack_over_the_server_context_is_split(vllm_url: str, vllm_model: str) -
 
 def test_twenty_tiny_documents_in_one_pack(vllm_url: str, vllm_model: str) -> None:
     docs = [Document.make("t", f"w{i}", f"Number {i}.") for i in range(20)]
-    summary, got = run(vllm_url, vllm_model, "translation", docs,
-                       EngineSettings(items_per_call=20, max_concurrency=2))
+    summary, got = run(
+        vllm_url,
+        vllm_model,
+        "translation",
+        docs,
+        EngineSettings(items_per_call=20, max_concurrency=2),
+    )
     assert got.outcomes[0].call.pack_size == 20
     assert set(got.results) == {d.doc_id for d in docs}
     assert summary.items_ok + summary.items_failed == 20

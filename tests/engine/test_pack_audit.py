@@ -58,7 +58,9 @@ class StubClient:
 
 
 def docs(n: int) -> list[Document]:
-    return [Document.make("c", f"d{i:02d}", f"Someone number {i} lived in a town.") for i in range(n)]
+    return [
+        Document.make("c", f"d{i:02d}", f"Someone number {i} lived in a town.") for i in range(n)
+    ]
 
 
 def run_and_audit(client: StubClient, n: int, per_call: int, share: float) -> AuditReport:
@@ -75,8 +77,9 @@ def run_and_audit(client: StubClient, n: int, per_call: int, share: float) -> Au
     async def go() -> AuditReport:
         await extract(BIO, documents, client, settings, on_outcome, LOG)
         calls_before = len(client.calls)
-        report = await shadow_audit(BIO, documents, packed.answers, client, settings,
-                                    share=share, seed="run-1", log=LOG)
+        report = await shadow_audit(
+            BIO, documents, packed.answers, client, settings, share=share, seed="run-1", log=LOG
+        )
         # The audit's calls are alone, and none of its answers reach the run's outcomes.
         assert all(len(c) == 1 for c in client.calls[calls_before:])
         assert len(client.calls) - calls_before == len(report.sampled)
@@ -113,8 +116,10 @@ def test_at_least_one_packed_item_is_audited_and_zero_disables() -> None:
     assert run_and_audit(StubClient(True), n=10, per_call=1, share=0.02).sampled == []
 
 
-@pytest.mark.parametrize(("packed", "share", "k"),
-                         [(0, 0.02, 0), (10, 0.0, 0), (10, 0.02, 1), (1000, 0.02, 20), (3, 1.0, 3)])
+@pytest.mark.parametrize(
+    ("packed", "share", "k"),
+    [(0, 0.02, 0), (10, 0.0, 0), (10, 0.02, 1), (1000, 0.02, 20), (3, 1.0, 3)],
+)
 def test_audit_size(packed: int, share: float, k: int) -> None:
     assert audit_size(packed, share) == k
 

@@ -45,5 +45,6 @@ def test_second_edition_re_extracts_exactly_the_changed_entries(
             for score in block[when]["fields"].values():
                 assert score["accuracy"] is None or 0.0 <= score["accuracy"] <= 1.0
     # The fixed reference exists for the corrected entries: both editions link them to AR-Sanad.
-    assert any(s["n"] for s in res["agreement"]["fixed_arsanad"]["changed"]["before"]["fields"]
-               .values())
+    assert any(
+        s["n"] for s in res["agreement"]["fixed_arsanad"]["changed"]["before"]["fields"].values()
+    )

@@ -77,7 +77,11 @@ def test_taqrib_gold_sources(taqrib: list) -> None:
 
 
 def test_century_rule_applied_to_text_years(taqrib: list) -> None:
-    ruled = [d for d in taqrib if d.gold_sources.get("death_year", "").endswith("century-rule(generation)")]
+    ruled = [
+        d
+        for d in taqrib
+        if d.gold_sources.get("death_year", "").endswith("century-rule(generation)")
+    ]
     assert len(ruled) > 1_000
     for d in ruled:
         gen = d.gold["generation"]
@@ -93,8 +97,9 @@ def test_edition_diff_is_plausible(root: Path) -> None:
     assert "taqrib-17" in diff["changed_ids"]  # [القاسم] added in the Shamela edition
 
 
-def test_missing_gold_file_names_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_gold_file_names_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(GoldFileMissingError, match=str(tmp_path)):
         load_redocred(tmp_path)
     monkeypatch.setenv("EXTRACTION_EVAL_DATA", str(tmp_path))

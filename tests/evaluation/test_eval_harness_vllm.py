@@ -18,8 +18,9 @@ from resources.llm import LLMResource
 @pytest.mark.slow
 def test_harness_end_to_end(vllm_url: str, vllm_model: str, tmp_path: Path) -> None:
     llm = LLMResource(backend="vllm", base_url=vllm_url, model=vllm_model, max_model_len=8192)
-    config = EvalConfig(gold="taqrib", limit=3, items_per_call=(3,), seed=1, max_concurrency=1,
-                        out=tmp_path)
+    config = EvalConfig(
+        gold="taqrib", limit=3, items_per_call=(3,), seed=1, max_concurrency=1, out=tmp_path
+    )
     results = asyncio.run(evaluate(config, llm=llm))
 
     assert results["n_documents"] == 3 and results["model"] == vllm_model
@@ -47,9 +48,18 @@ def test_results_say_whether_suspicious_items_were_isolated(
     from extraction_assets.evaluation.__main__ import main
     from extraction_assets.evaluation.harness import markdown, write_results
 
-    base = {"gold": "sample", "backend": "vllm", "model": "m", "task": "biography",
-            "task_version": "v", "n_documents": 0, "seed": 0, "scored_fields": [],
-            "not_covered_by_task": [], "runs": []}
+    base = {
+        "gold": "sample",
+        "backend": "vllm",
+        "model": "m",
+        "task": "biography",
+        "task_version": "v",
+        "n_documents": 0,
+        "seed": 0,
+        "scored_fields": [],
+        "not_covered_by_task": [],
+        "runs": [],
+    }
     on = write_results({**base, "isolate_suspicious": True}, tmp_path)
     off = write_results({**base, "isolate_suspicious": False}, tmp_path)
     assert on["json"] != off["json"] and off["json"].name == "sample-m-no-isolation.json"
@@ -66,18 +76,38 @@ def test_rescore_recomputes_scores_from_saved_predictions(tmp_path: Path) -> Non
     """After a scoring fix, saved predictions are scored again without an LLM call."""
     from extraction_assets.evaluation.harness import rescore
 
-    saved = {"gold": "sample", "backend": "vllm", "model": "m", "task": "biography",
-             "task_version": "v", "n_documents": 2, "seed": 0, "doc_ids": ["ar-001", "en-001"],
-             "scored_fields": [], "not_covered_by_task": [],
-             "runs": [{"items_per_call": 2, "packs": [["ar-001", "en-001"]],
-                       "scores": {"overall": {"fields": {}}}, "run_summary": {},
-                       "contamination": {"rate": None},
-                       "predictions": {"ar-001": {"kunya": "أبو عبد الله المدني", "grade": "weak"},
-                                       "en-001": None}}]}
+    saved = {
+        "gold": "sample",
+        "backend": "vllm",
+        "model": "m",
+        "task": "biography",
+        "task_version": "v",
+        "n_documents": 2,
+        "seed": 0,
+        "doc_ids": ["ar-001", "en-001"],
+        "scored_fields": [],
+        "not_covered_by_task": [],
+        "runs": [
+            {
+                "items_per_call": 2,
+                "packs": [["ar-001", "en-001"]],
+                "scores": {"overall": {"fields": {}}},
+                "run_summary": {},
+                "contamination": {"rate": None},
+                "predictions": {
+                    "ar-001": {"kunya": "أبو عبد الله المدني", "grade": "weak"},
+                    "en-001": None,
+                },
+            }
+        ],
+    }
     path = tmp_path / "sample-m.json"
     path.write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
     results = rescore(path)
     fields = results["runs"][0]["scores"]["overall"]["fields"]
     assert fields["kunya"]["accuracy"] == 1.0 and fields["grade"]["accuracy"] == 0.0
     assert fields["name"]["n"] == 2 and fields["name"]["correct"] == 0  # en-001 unanswered
-    assert json.loads(path.read_text(encoding="utf-8"))["runs"][0]["scores"] == results["runs"][0]["scores"]
+    assert (
+        json.loads(path.read_text(encoding="utf-8"))["runs"][0]["scores"]
+        == results["runs"][0]["scores"]
+    )

@@ -116,7 +116,9 @@ def test_decade_is_a_range() -> None:
 
 
 def test_death_year_in_an_entry_and_century_rule() -> None:
-    entry = "أحمد بن إبراهيم بن خالد الموصلي أبو علي نزيل بغداد صدوق من العاشرة مات سنة ست وثلاثين د فق"
+    entry = (
+        "أحمد بن إبراهيم بن خالد الموصلي أبو علي نزيل بغداد صدوق من العاشرة مات سنة ست وثلاثين د فق"
+    )
     stated = find_death_year(entry)
     assert stated is not None and stated.value == 36  # as written: the century is implied
     assert complete_century(stated, generation_from_text(entry)).value == 236
@@ -232,7 +234,9 @@ def test_generation_bare_csv_value() -> None:
 
 
 def test_death_year_of_a_woman() -> None:
-    year = find_death_year("زينب بنت سليمان الهاشمية، مقبولة، من السابعة. ماتت سنة خمس وسبعين ومائة.")
+    year = find_death_year(
+        "زينب بنت سليمان الهاشمية، مقبولة، من السابعة. ماتت سنة خمس وسبعين ومائة."
+    )
     assert year is not None and year.value == 175
 
 

@@ -21,26 +21,47 @@ def _doc(doc_id: str, lang: str, gold: dict, text: str = "", **uncovered) -> Gol
 
 
 EN = [
-    _doc("a", "en", {"name": ["Wilfried Willi Schneider", "Schneider"], "birth_year": [1963],
-                     "birth_place": ["Mediaș"],
-                     "family": [{"relation": "father", "aliases": ["Hans Schneider"]},
-                                {"relation": "spouse", "aliases": ["Anna Berg"]}]}),
+    _doc(
+        "a",
+        "en",
+        {
+            "name": ["Wilfried Willi Schneider", "Schneider"],
+            "birth_year": [1963],
+            "birth_place": ["Mediaș"],
+            "family": [
+                {"relation": "father", "aliases": ["Hans Schneider"]},
+                {"relation": "spouse", "aliases": ["Anna Berg"]},
+            ],
+        },
+    ),
     _doc("b", "en", {"name": ["Pete Ham"], "birth_year": [1947], "death_year": [1975]}),
 ]
 AR = [
-    _doc("t1", "ar", {"grade": "truthful", "death_year": [235, 236], "kunya": ["أبو علي"],
-                      "generation": 10}),
-    _doc("t2", "ar", {"grade": "trustworthy", "death_year": [246], "kunya": ["أبو عبد الملك"],
-                      "generation": 10}),
+    _doc(
+        "t1",
+        "ar",
+        {"grade": "truthful", "death_year": [235, 236], "kunya": ["أبو علي"], "generation": 10},
+    ),
+    _doc(
+        "t2",
+        "ar",
+        {"grade": "trustworthy", "death_year": [246], "kunya": ["أبو عبد الملك"], "generation": 10},
+    ),
 ]
 
 
 def test_exact_fields_and_sets() -> None:
     predictions = {
-        "a": {"name": "Willi Schneider", "birth_year": 1963, "birth_place": "Medias, Transylvania",
-              "family": [{"relation": "father", "name": "Hans Schneider"},
-                         {"relation": "son", "name": "Karl Schneider"},
-                         {"relation": "other", "name": "Hans Schneider"}]},
+        "a": {
+            "name": "Willi Schneider",
+            "birth_year": 1963,
+            "birth_place": "Medias, Transylvania",
+            "family": [
+                {"relation": "father", "name": "Hans Schneider"},
+                {"relation": "son", "name": "Karl Schneider"},
+                {"relation": "other", "name": "Hans Schneider"},
+            ],
+        },
         "b": {"name": "Pete Ham", "birth_year": 1948, "death_year": 1975},
     }
     specs, missing = covered_specs(REDOCRED_FIELDS, get_task("biography").item_model.model_fields)
@@ -63,11 +84,17 @@ def test_failed_item_counts_wrong_and_languages_split() -> None:
         "b": {"name": "Pete Ham", "birth_year": 1947, "death_year": 1975},
         "t1": {"grade": "truthful", "death_year": 237, "kunya": "أَبُو عَلِيٍّ", "generation": 10},
         # a kunya in other_names is not the kunya field; أبا is the accusative of أبو
-        "t2": {"grade": "truthful", "death_year": 245, "kunya": "أبا عبد الملك",
-               "other_names": ["أبو علي"], "generation": 9},
+        "t2": {
+            "grade": "truthful",
+            "death_year": 245,
+            "kunya": "أبا عبد الملك",
+            "other_names": ["أبو علي"],
+            "generation": 9,
+        },
     }
-    specs, missing = covered_specs(REDOCRED_FIELDS + TAQRIB_FIELDS,
-                                   get_task("biography").item_model.model_fields)
+    specs, missing = covered_specs(
+        REDOCRED_FIELDS + TAQRIB_FIELDS, get_task("biography").item_model.model_fields
+    )
     assert missing == []  # the task answers every Taqrib gold field
     scores = score_documents(EN + AR, predictions, specs)
     assert scores["overall"]["answered"] == 3
@@ -82,8 +109,10 @@ def test_failed_item_counts_wrong_and_languages_split() -> None:
 
 def test_kunya_is_read_from_the_kunya_field_only() -> None:
     specs, _ = covered_specs(TAQRIB_FIELDS, get_task("biography").item_model.model_fields)
-    only_other_names = {"t1": {"kunya": None, "other_names": ["أبو علي"]},
-                        "t2": {"kunya": "أبو علي"}}  # t1's kunya, not t2's
+    only_other_names = {
+        "t1": {"kunya": None, "other_names": ["أبو علي"]},
+        "t2": {"kunya": "أبو علي"},
+    }  # t1's kunya, not t2's
     fields = score_documents(AR, only_other_names, specs)["overall"]["fields"]
     assert (fields["kunya"]["n"], fields["kunya"]["correct"]) == (2, 0)
     # a nisba after the kunya still names it; a cut-off kunya does not

@@ -43,12 +43,32 @@ fields:
   note: {type: string, max_length: 100, score: ignore}
 """
 GOLD = [
-    {"id": "a", "lang": "en", "fields": {
-        "buyer": "Acme Corp.", "kind": "merger", "price": 10.0, "closed": True, "year": 2020,
-        "advisers": ["Lazard", "Rothschild & Co"], "seller": {"name": "Beta"}, "code": "X-1"}},
-    {"id": "b", "lang": "de", "fields": {
-        "buyer": ["Müller AG", "Mueller"], "kind": "acquisition", "price": None, "closed": False,
-        "advisers": [], "code": "y-2"}},
+    {
+        "id": "a",
+        "lang": "en",
+        "fields": {
+            "buyer": "Acme Corp.",
+            "kind": "merger",
+            "price": 10.0,
+            "closed": True,
+            "year": 2020,
+            "advisers": ["Lazard", "Rothschild & Co"],
+            "seller": {"name": "Beta"},
+            "code": "X-1",
+        },
+    },
+    {
+        "id": "b",
+        "lang": "de",
+        "fields": {
+            "buyer": ["Müller AG", "Mueller"],
+            "kind": "acquisition",
+            "price": None,
+            "closed": False,
+            "advisers": [],
+            "code": "y-2",
+        },
+    },
 ]
 
 
@@ -61,8 +81,16 @@ def task(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_field_types_pick_the_scoring(task) -> None:  # type: ignore[no-untyped-def]
     kinds = {s.task_field: s.kind for s in task_field_specs(task)}
-    assert kinds == {"buyer": "text", "kind": "exact", "price": "exact", "closed": "exact",
-                     "year": "exact", "advisers": "items", "seller": "object", "code": "exact"}
+    assert kinds == {
+        "buyer": "text",
+        "kind": "exact",
+        "price": "exact",
+        "closed": "exact",
+        "year": "exact",
+        "advisers": "items",
+        "seller": "object",
+        "code": "exact",
+    }
     assert "note" not in kinds  # score: ignore
     with pytest.raises(ValueError, match="unknown fields"):
         task_field_specs(replace(task, scoring={"nosuch": "exact"}))
@@ -72,11 +100,27 @@ def test_scores_per_field_and_language(task) -> None:  # type: ignore[no-untyped
     docs = load_task_gold(task)
     assert [d.doc_id for d in docs] == ["a", "b"] and docs[0].text == ""
     predictions = {
-        "a": {"buyer": "ACME corp", "kind": "merger", "price": 10, "closed": True, "year": 2021,
-              "advisers": ["lazard", "Goldman", "Lazard"], "seller": {"name": "beta", "country": "DE"},
-              "code": "X-1", "note": "whatever"},
-        "b": {"buyer": "Mueller", "kind": "merger", "price": None, "closed": False, "year": None,
-              "advisers": ["Evercore"], "seller": {"name": "x", "country": "y"}, "code": "Y-2"},
+        "a": {
+            "buyer": "ACME corp",
+            "kind": "merger",
+            "price": 10,
+            "closed": True,
+            "year": 2021,
+            "advisers": ["lazard", "Goldman", "Lazard"],
+            "seller": {"name": "beta", "country": "DE"},
+            "code": "X-1",
+            "note": "whatever",
+        },
+        "b": {
+            "buyer": "Mueller",
+            "kind": "merger",
+            "price": None,
+            "closed": False,
+            "year": None,
+            "advisers": ["Evercore"],
+            "seller": {"name": "x", "country": "y"},
+            "code": "Y-2",
+        },
     }
     scores = score_documents(docs, predictions, task_field_specs(task))
     overall = scores["overall"]["fields"]
@@ -86,7 +130,11 @@ def test_scores_per_field_and_language(task) -> None:  # type: ignore[no-untyped
     assert overall["closed"]["score"] == 1.0
     assert overall["year"]["n"] == 1 and overall["year"]["score"] == 0.0  # b states no year
     # set F1: a: 1 of 2 gold found, 2 distinct predicted; b: gold states none, 1 predicted
-    assert (overall["advisers"]["tp"], overall["advisers"]["n_pred"], overall["advisers"]["n_gold"]) == (1, 3, 2)
+    assert (
+        overall["advisers"]["tp"],
+        overall["advisers"]["n_pred"],
+        overall["advisers"]["n_gold"],
+    ) == (1, 3, 2)
     assert overall["advisers"]["f1"] == pytest.approx(2 * (1 / 3) * 0.5 / (1 / 3 + 0.5))
     assert overall["seller"]["n"] == 1 and overall["seller"]["score"] == 1.0  # only "name" stated
     assert overall["code"]["score"] == 0.5  # exact: "Y-2" is not "y-2"
@@ -104,13 +152,19 @@ def test_relation_triples_match_by_any_mention() -> None:
     assert not value_match({"head": "Michelle", "relation": "P27", "tail": "US"}, gold)
 
 
-@pytest.mark.parametrize(("line", "problem"), [
-    ("{not json", "invalid JSON"),
-    ('{"fields": {}}', 'string "id"'),
-    ('{"id": "a", "fields": {"nosuch": 1}}', "['nosuch'] are not fields of task deals"),
-    ('{"id": "a", "fields": []}', '"fields" must be an object'),
-    ('{"id": "a", "fields": {"buyer": "x"}}\n{"id": "a", "fields": {}}', "id 'a' appears twice"),
-])
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"fields": {}}', 'string "id"'),
+        ('{"id": "a", "fields": {"nosuch": 1}}', "['nosuch'] are not fields of task deals"),
+        ('{"id": "a", "fields": []}', '"fields" must be an object'),
+        (
+            '{"id": "a", "fields": {"buyer": "x"}}\n{"id": "a", "fields": {}}',
+            "id 'a' appears twice",
+        ),
+    ],
+)
 def test_bad_gold_line_is_named(task, line: str, problem: str) -> None:  # type: ignore[no-untyped-def]
     assert task.gold is not None
     task.gold.write_text(line + "\n")
@@ -129,12 +183,23 @@ def test_own_gold_is_scored_unless_the_check_is_off(task) -> None:  # type: igno
 def test_eval_cli_needs_gold_and_texts_before_any_call(task, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     # The gold lines have no text and no corpus is given: exit 2 naming what is missing.
     assert eval_main(["--task", str(tmp_path / "deals.yaml"), "--out", str(tmp_path / "o")]) == 2
-    assert "no \"text\"" in capsys.readouterr().err
+    assert 'no "text"' in capsys.readouterr().err
     corpus = tmp_path / "deals_corpus"
     corpus.mkdir()
     (corpus / "docs.jsonl").write_text('{"id": "a", "text": "Acme buys Beta."}\n')
-    assert eval_main(["--task", str(tmp_path / "deals.yaml"), "--corpus", str(corpus),
-                      "--out", str(tmp_path / "o")]) == 2
+    assert (
+        eval_main(
+            [
+                "--task",
+                str(tmp_path / "deals.yaml"),
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "gold ids are not in corpus" in capsys.readouterr().err
     (tmp_path / "deals.yaml").write_text(SPEC.replace("gold: gold.jsonl\n", ""))
     with pytest.raises(SystemExit):
@@ -146,12 +211,28 @@ def test_eval_report_has_a_row_per_language(task) -> None:  # type: ignore[no-un
     from extraction_assets.evaluation.harness import markdown
 
     docs = load_task_gold(task)
-    scores = score_documents(docs, {"a": {"kind": "merger"}, "b": {"kind": "merger"}},
-                             task_field_specs(task))
-    results = {"gold": "deals", "n_documents": 2, "backend": "vllm", "model": "m", "task": "deals",
-               "task_version": "v", "seed": 0, "scored_fields": ["kind"], "not_covered_by_task": [],
-               "runs": [{"items_per_call": 1, "scores": scores, "contamination": {"rate": None},
-                         "run_summary": {}}]}
+    scores = score_documents(
+        docs, {"a": {"kind": "merger"}, "b": {"kind": "merger"}}, task_field_specs(task)
+    )
+    results = {
+        "gold": "deals",
+        "n_documents": 2,
+        "backend": "vllm",
+        "model": "m",
+        "task": "deals",
+        "task_version": "v",
+        "seed": 0,
+        "scored_fields": ["kind"],
+        "not_covered_by_task": [],
+        "runs": [
+            {
+                "items_per_call": 1,
+                "scores": scores,
+                "contamination": {"rate": None},
+                "run_summary": {},
+            }
+        ],
+    }
     report = markdown(results)
     assert "| 1 | de | 1/1 | 0.00 |" in report
     assert "| 1 | en | 1/1 | 1.00 |" in report

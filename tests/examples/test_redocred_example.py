@@ -43,20 +43,39 @@ def test_spec_validates() -> None:
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_redocred_example_runs_on_three_documents(tmp_path: Path, vllm_url: str,
-                                                  vllm_model: str) -> None:
+def test_redocred_example_runs_on_three_documents(
+    tmp_path: Path, vllm_url: str, vllm_model: str
+) -> None:
     data = data_dir() / "redocred"
     if not (data / "dev_revised.json").is_file():
         pytest.fail(f"Re-DocRED missing: {data} (the shared data beside the repository)")
     project = tmp_path / "redocred"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("data"))
-    env = {**os.environ, "LLM_BACKEND": "vllm", "LLM_BASE_URL": vllm_url,
-           "LLM_MODEL": vllm_model, "EXTRACTION_HOME": str(tmp_path / "home"),
-           "PYTHONPATH": str(EXAMPLE.parents[1])}
+    env = {
+        **os.environ,
+        "LLM_BACKEND": "vllm",
+        "LLM_BASE_URL": vllm_url,
+        "LLM_MODEL": vllm_model,
+        "EXTRACTION_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": str(EXAMPLE.parents[1]),
+    }
     out = tmp_path / "figures.json"
     proc = subprocess.run(
-        [sys.executable, str(project / "run.py"), "--limit", "3", "--data", str(data),
-         "--out", str(out)], env=env, capture_output=True, text=True, timeout=1200)
+        [
+            sys.executable,
+            str(project / "run.py"),
+            "--limit",
+            "3",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["documents"] == 3 and figures["gold_triples"] > 0

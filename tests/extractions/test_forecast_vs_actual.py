@@ -25,24 +25,46 @@ T0 = 1_800_000_000.0
 
 
 def _docs(n: int, start: int = 0) -> list[Document]:
-    return [Document.make("c", f"d{i:02d}", f"Person {i} was born in {1900 + i}.")
-            for i in range(start, start + n)]
+    return [
+        Document.make("c", f"d{i:02d}", f"Person {i} was born in {1900 + i}.")
+        for i in range(start, start + n)
+    ]
 
 
 def _forecast(**changes: object) -> Forecast:
     fields: dict[str, object] = dict(
-        corpus="c", task="biography", backend="vllm", model="m", items_per_call=1, pending=10,
-        too_long=0, calls=10, input_tokens=5000, output_tokens=3000, items_per_min=20.0,
-        rate_runs=2, minutes=0.5, cost_usd=None,
+        corpus="c",
+        task="biography",
+        backend="vllm",
+        model="m",
+        items_per_call=1,
+        pending=10,
+        too_long=0,
+        calls=10,
+        input_tokens=5000,
+        output_tokens=3000,
+        items_per_min=20.0,
+        rate_runs=2,
+        minutes=0.5,
+        cost_usd=None,
     )
     fields.update(changes)
     return Forecast(**fields)  # type: ignore[arg-type]
 
 
 def _summary(calls: int, prompt: int, completion: int, elapsed_s: float) -> RunSummary:
-    return RunSummary(items_total=10, items_ok=10, items_failed=0, calls=calls, retried_calls=0,
-                      prompt_tokens=prompt, completion_tokens=completion, elapsed_s=elapsed_s,
-                      items_per_min=0.0, output_tokens_per_s=0.0)
+    return RunSummary(
+        items_total=10,
+        items_ok=10,
+        items_failed=0,
+        calls=calls,
+        retried_calls=0,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        elapsed_s=elapsed_s,
+        items_per_min=0.0,
+        output_tokens_per_s=0.0,
+    )
 
 
 def test_compare_gives_the_error_in_percent_of_the_actual() -> None:
@@ -55,8 +77,10 @@ def test_compare_gives_the_error_in_percent_of_the_actual() -> None:
     assert vs["forecast_vs_actual/minutes_actual"] == 1.0
     assert vs["forecast_vs_actual/minutes_error_pct"] == -50.0
 
-    no_rate = compare(_forecast(items_per_min=None, rate_runs=0, minutes=None),
-                      _summary(calls=0, prompt=0, completion=0, elapsed_s=0))
+    no_rate = compare(
+        _forecast(items_per_min=None, rate_runs=0, minutes=None),
+        _summary(calls=0, prompt=0, completion=0, elapsed_s=0),
+    )
     assert no_rate["forecast_vs_actual/minutes_forecast"] is None
     assert no_rate["forecast_vs_actual/minutes_error_pct"] is None
     assert no_rate["forecast_vs_actual/calls_error_pct"] is None  # nothing was called
@@ -69,16 +93,39 @@ def test_metadata_says_when_no_rate_was_measured() -> None:
     assert "20.0 items/min over the last 2 run(s)" in _forecast().as_metadata()["forecast/rate"]
 
 
-def _record(store: DuckDBStore, run_id: str, docs: list[Document], *, pack: int, every_s: float,
-            latency_s: float, t0: float, model: str = "m") -> None:
+def _record(
+    store: DuckDBStore,
+    run_id: str,
+    docs: list[Document],
+    *,
+    pack: int,
+    every_s: float,
+    latency_s: float,
+    t0: float,
+    model: str = "m",
+) -> None:
     """One call per pack of `docs`, the k-th starting at t0 + k * every_s."""
     for k in range(0, len(docs), pack):
-        chunk = docs[k:k + pack]
-        call = CallRecord(f"{run_id}-{k}", "http://u/v1", len(chunk), 1, 300, 40, latency_s,
-                          "stop", len(chunk), 0, None, t0 + (k // pack) * every_s)
+        chunk = docs[k : k + pack]
+        call = CallRecord(
+            f"{run_id}-{k}",
+            "http://u/v1",
+            len(chunk),
+            1,
+            300,
+            40,
+            latency_s,
+            "stop",
+            len(chunk),
+            0,
+            None,
+            t0 + (k // pack) * every_s,
+        )
         store.record_outcome(
-            outcome=CallOutcome(call=call, results=[
-                ItemResult(d.doc_id, d.content_hash, "ok", {"name": "x"}) for d in chunk]),
+            outcome=CallOutcome(
+                call=call,
+                results=[ItemResult(d.doc_id, d.content_hash, "ok", {"name": "x"}) for d in chunk],
+            ),
             context=CallContext(run_id, "c", "biography", "v1", "vllm", model),
         )
 
@@ -112,8 +159,19 @@ def test_the_run_forecasts_before_its_first_call_and_keeps_it(tmp_path: Path) ->
         seen.append((forecast, client.calls))
 
     recipe = Recipe(items_per_call=2, max_concurrency=2, pack_audit_share=0.0)
-    run = asyncio.run(extract_corpus(store, client, BIO, "c", recipe, run_id="r1",
-                                     max_model_len=8192, log=LOG, on_forecast=on_forecast))
+    run = asyncio.run(
+        extract_corpus(
+            store,
+            client,
+            BIO,
+            "c",
+            recipe,
+            run_id="r1",
+            max_model_len=8192,
+            log=LOG,
+            on_forecast=on_forecast,
+        )
+    )
     assert len(seen) == 1 and seen[0][1] == 0, "the forecast comes before the first call"
     first = seen[0][0]
     assert run.forecast == first
@@ -122,8 +180,9 @@ def test_the_run_forecasts_before_its_first_call_and_keeps_it(tmp_path: Path) ->
     assert compare(first, run.summary)["forecast_vs_actual/calls_error_pct"] == 0.0
 
     store.sync_documents("c", _docs(9), "s2")  # 4 new documents
-    second = asyncio.run(extract_corpus(store, client, BIO, "c", recipe, run_id="r2",
-                                        max_model_len=8192, log=LOG)).forecast
+    second = asyncio.run(
+        extract_corpus(store, client, BIO, "c", recipe, run_id="r2", max_model_len=8192, log=LOG)
+    ).forecast
     assert second is not None and (second.pending, second.calls) == (4, 2)
     assert second.rate_runs == 1 and second.items_per_min and second.minutes is not None
     assert second.minutes == pytest.approx(4 / second.items_per_min)

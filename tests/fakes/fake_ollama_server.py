@@ -43,14 +43,25 @@ def evaluated_prompt(messages: list[dict[str, Any]], num_ctx: int) -> int:
     return min(num_ctx, sum(message_tokens(m) for m in kept))
 
 
-def chat_body(content: str, done_reason: str = "stop", prompt_eval_count: int = 120,
-              eval_count: int = 30, model: str = "smollm2:135m") -> dict[str, Any]:
+def chat_body(
+    content: str,
+    done_reason: str = "stop",
+    prompt_eval_count: int = 120,
+    eval_count: int = 30,
+    model: str = "smollm2:135m",
+) -> dict[str, Any]:
     return {
-        "model": model, "created_at": "2026-01-01T00:00:00Z",
+        "model": model,
+        "created_at": "2026-01-01T00:00:00Z",
         "message": {"role": "assistant", "content": content},
-        "done": True, "done_reason": done_reason,
-        "total_duration": 1, "load_duration": 1, "prompt_eval_count": prompt_eval_count,
-        "prompt_eval_duration": 1, "eval_count": eval_count, "eval_duration": 1,
+        "done": True,
+        "done_reason": done_reason,
+        "total_duration": 1,
+        "load_duration": 1,
+        "prompt_eval_count": prompt_eval_count,
+        "prompt_eval_duration": 1,
+        "eval_count": eval_count,
+        "eval_duration": 1,
     }
 
 
@@ -79,14 +90,23 @@ class FakeOllamaServer:
             status, payload = scripted(body)
             return web.json_response(payload, status=status)
         # A cut prompt still gets a fluent, schema-valid answer: nothing in it shows the loss.
-        content = json.dumps(answer_for(body["format"])) if isinstance(body.get("format"), dict) \
+        content = (
+            json.dumps(answer_for(body["format"]))
+            if isinstance(body.get("format"), dict)
             else "hello"
-        return web.json_response(chat_body(content, model=body.get("model", ""),
-                                           prompt_eval_count=prompt_tokens))
+        )
+        return web.json_response(
+            chat_body(content, model=body.get("model", ""), prompt_eval_count=prompt_tokens)
+        )
 
     async def _tags(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"models": [{"name": "smollm2:135m", "model": "smollm2:135m",
-                                              "size": 1, "digest": "0"}]})
+        return web.json_response(
+            {
+                "models": [
+                    {"name": "smollm2:135m", "model": "smollm2:135m", "size": 1, "digest": "0"}
+                ]
+            }
+        )
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()

@@ -50,20 +50,34 @@ class ChatRequest:
 Action = Callable[[ChatRequest], Awaitable[web.StreamResponse]]
 
 
-def completion_json(content: str, finish_reason: str = "stop", completion_tokens: int = 10,
-                    prompt_tokens: int = 100) -> dict[str, Any]:
+def completion_json(
+    content: str, finish_reason: str = "stop", completion_tokens: int = 10, prompt_tokens: int = 100
+) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": "fake",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": finish_reason, "logprobs": None}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
 def reply(content: str, finish_reason: str = "stop") -> web.Response:
-    return web.json_response(completion_json(content, finish_reason, 10 * max(1, len(content) // 40)))
+    return web.json_response(
+        completion_json(content, finish_reason, 10 * max(1, len(content) // 40))
+    )
 
 
 # -- scripted actions ----------------------------------------------------------------------------
@@ -93,8 +107,7 @@ def too_many(retry_after: str | None) -> Action:
     """A 429 with this Retry-After header (delta-seconds or an HTTP date; None: no header)."""
 
     async def act(req: ChatRequest) -> web.StreamResponse:
-        body = {"object": "error", "message": "rate limited", "type": "RateLimitError",
-                "code": 429}
+        body = {"object": "error", "message": "rate limited", "type": "RateLimitError", "code": 429}
         headers = {"Retry-After": retry_after} if retry_after is not None else None
         return web.json_response(body, status=429, headers=headers)
 
@@ -153,8 +166,10 @@ def duplicated_id() -> Action:
         answers = req.good_answer()
         first = req.ids[0]
         other = dict(answers[first], name="IMPOSTOR")
-        members = [json.dumps(first) + ":" + json.dumps(answers[first]),
-                   json.dumps(first) + ":" + json.dumps(other)]
+        members = [
+            json.dumps(first) + ":" + json.dumps(answers[first]),
+            json.dumps(first) + ":" + json.dumps(other),
+        ]
         members += [json.dumps(k) + ":" + json.dumps(v) for k, v in answers.items() if k != first]
         return "{" + ",".join(members) + "}"
 

@@ -25,8 +25,10 @@ PRICES = {"gpt-4o-mini": (0.15, 0.60)}
 
 
 def docs(ids: range) -> list[Document]:
-    return [Document.make("c", f"d{i:02d}", f"Ahmad ibn Omar number {i} died in {900 + i}.")
-            for i in ids]
+    return [
+        Document.make("c", f"d{i:02d}", f"Ahmad ibn Omar number {i} died in {900 + i}.")
+        for i in ids
+    ]
 
 
 def test_forecast_matches_the_run_that_follows(tmp_path) -> None:
@@ -35,20 +37,36 @@ def test_forecast_matches_the_run_that_follows(tmp_path) -> None:
     store.sync_documents("c", [*docs(range(6)), Document.make("c", "huge", "x" * 60_000)], "s1")
 
     async def go(url: str):
-        client = OpenAIProtocolClient("openai", [url], "gpt-4o-mini", api_key="k", timeout_s=5,
-                                      max_retries=1, temperature=0.0, seed=0)
+        client = OpenAIProtocolClient(
+            "openai",
+            [url],
+            "gpt-4o-mini",
+            api_key="k",
+            timeout_s=5,
+            max_retries=1,
+            temperature=0.0,
+            seed=0,
+        )
         try:
-            before = await forecast_corpus(store, client, BIO, "c", items_per_call=3,
-                                           max_model_len=4096, prices=PRICES)
-            run = await extract_corpus(store, client, BIO, "c",
-                                       Recipe(items_per_call=3, max_concurrency=2,
-                                              pack_audit_share=0.0),
-                                       run_id="r1", max_model_len=4096,
-                                       log=logging.getLogger("test.forecast"))
-            store.sync_documents("c", [*docs(range(15)), Document.make("c", "huge", "x" * 60_000)],
-                                 "s2")
-            after = await forecast_corpus(store, client, BIO, "c", items_per_call=3,
-                                          max_model_len=4096, prices=PRICES)
+            before = await forecast_corpus(
+                store, client, BIO, "c", items_per_call=3, max_model_len=4096, prices=PRICES
+            )
+            run = await extract_corpus(
+                store,
+                client,
+                BIO,
+                "c",
+                Recipe(items_per_call=3, max_concurrency=2, pack_audit_share=0.0),
+                run_id="r1",
+                max_model_len=4096,
+                log=logging.getLogger("test.forecast"),
+            )
+            store.sync_documents(
+                "c", [*docs(range(15)), Document.make("c", "huge", "x" * 60_000)], "s2"
+            )
+            after = await forecast_corpus(
+                store, client, BIO, "c", items_per_call=3, max_model_len=4096, prices=PRICES
+            )
             return before, run, after
         finally:
             await client.aclose()
@@ -61,7 +79,8 @@ def test_forecast_matches_the_run_that_follows(tmp_path) -> None:
     assert before.items_per_min is None and before.minutes is None  # nothing measured yet
     assert before.input_tokens > 0 and before.output_tokens > 0
     assert before.cost_usd == pytest.approx(
-        (before.input_tokens * 0.15 + before.output_tokens * 0.60) / 1e6)
+        (before.input_tokens * 0.15 + before.output_tokens * 0.60) / 1e6
+    )
     # The huge document failed as too long (not pending again); 9 new ones are.
     assert (after.pending, after.calls) == (9, math.ceil(9 / 3))
     assert after.rate_runs == 1 and after.items_per_min and after.items_per_min > 0
@@ -88,11 +107,16 @@ def test_plan_command_prints_the_forecast(tmp_path, monkeypatch, capsys) -> None
     store.ensure_schema()
     store.sync_documents("c", docs(range(4)), "s1")
     (tmp_path / "src" / "c").mkdir(parents=True)
-    for name, value in {"EXTRACTION_DB": str(tmp_path / "store.duckdb"),
-                        "EXTRACTION_HOME": str(tmp_path), "EXTRACTION_TASKS": "biography",
-                        "EXTRACTION_SOURCE_ROOT": str(tmp_path / "src"), "LLM_BACKEND": "openai",
-                        "LLM_MODEL": "gpt-4o-mini", "LLM_BASE_URL": "http://127.0.0.1:9/v1",
-                        "EXTRACTION_PRICES": ""}.items():
+    for name, value in {
+        "EXTRACTION_DB": str(tmp_path / "store.duckdb"),
+        "EXTRACTION_HOME": str(tmp_path),
+        "EXTRACTION_TASKS": "biography",
+        "EXTRACTION_SOURCE_ROOT": str(tmp_path / "src"),
+        "LLM_BACKEND": "openai",
+        "LLM_MODEL": "gpt-4o-mini",
+        "LLM_BASE_URL": "http://127.0.0.1:9/v1",
+        "EXTRACTION_PRICES": "",
+    }.items():
         monkeypatch.setenv(name, value)
     assert main(["plan", "--items-per-call", "2"]) == 0  # no server: the plan makes no call
     out = capsys.readouterr().out.splitlines()

@@ -69,8 +69,17 @@ def test_missing_gold_set_is_a_warning_naming_it(tmp_path: Path, monkeypatch) ->
     settings = replace(Settings.from_env(), gold_sample=(("taqrib", 2), ("nosuch", None)))
     store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
     # No client: a missing gold set is found before anything is extracted.
-    run = GoldRun(store, None, "vllm", "m", "v1", "run", None, 3,  # type: ignore[arg-type]
-                  logging.getLogger("test"))
+    run = GoldRun(
+        store,
+        None,
+        "vllm",
+        "m",
+        "v1",
+        "run",
+        None,
+        3,  # type: ignore[arg-type]
+        logging.getLogger("test"),
+    )
     result = asyncio.run(evaluate_gold_sample(get_task("biography"), settings, run))
     assert result.passed is False
     assert result.severity == dg.AssetCheckSeverity.WARN
@@ -89,16 +98,32 @@ def test_store_current_fields_only_ok_answers_for_current_text_and_version(tmp_p
 
     def call(results: list[ItemResult], version: str, call_id: str) -> None:
         record = CallRecord(call_id, "u", len(results), 1, 0, 0, 0.0, "stop", 0, 0, None, 0.0)
-        store.record_outcome(run_id="r1", corpus="g", task="biography", task_version=version,
-                             backend="vllm", model="m", outcome=CallOutcome(record, results))
+        store.record_outcome(
+            run_id="r1",
+            corpus="g",
+            task="biography",
+            task_version=version,
+            backend="vllm",
+            model="m",
+            outcome=CallOutcome(record, results),
+        )
 
-    call([ItemResult("a", a.content_hash, "ok", {"name": "A"}),
-          ItemResult("b", b.content_hash, "failed", error="bad")], "v1", "c1")
+    call(
+        [
+            ItemResult("a", a.content_hash, "ok", {"name": "A"}),
+            ItemResult("b", b.content_hash, "failed", error="bad"),
+        ],
+        "v1",
+        "c1",
+    )
     call([ItemResult("c", c.content_hash, "ok", {"name": "C"})], "v0", "c2")
     call([ItemResult("d", d.content_hash, "ok", {"name": "D"})], "v1", "c3")
     store.sync_documents("g", [a, b, c, Document.make("g", "d", "text d, corrected")], "r2")
     assert store.current_fields("g", "biography", "v1") == {
-        "a": {"name": "A"}, "b": None, "c": None, "d": None,
+        "a": {"name": "A"},
+        "b": None,
+        "c": None,
+        "d": None,
     }
 
 
@@ -111,17 +136,23 @@ def test_gold_check_passes_exactly_at_the_threshold(tmp_path: Path) -> None:
     store.sync_documents(corpus, docs, "r0")
     record = CallRecord("c1", "u", len(docs), 1, 0, 0, 0.0, "stop", len(docs), 0, None, 0.0)
     store.record_outcome(
-        run_id="r0", corpus=corpus, task="biography", task_version="v1", backend="vllm",
-        model="m", outcome=CallOutcome(record, [ItemResult(d.doc_id, d.content_hash, "ok", {})
-                                                for d in docs]),
+        run_id="r0",
+        corpus=corpus,
+        task="biography",
+        task_version="v1",
+        backend="vllm",
+        model="m",
+        outcome=CallOutcome(record, [ItemResult(d.doc_id, d.content_hash, "ok", {}) for d in docs]),
     )
 
     def check(threshold: float) -> tuple[bool, float]:
-        settings = replace(Settings.from_env(), gold_sample=(("sample", None),),
-                           gold_threshold=threshold)
+        settings = replace(
+            Settings.from_env(), gold_sample=(("sample", None),), gold_threshold=threshold
+        )
         # No client: nothing is pending, so nothing is extracted.
-        run = GoldRun(store, None, "vllm", "m", "v1", "run", EngineSettings(), 1,
-                      logging.getLogger("test"))
+        run = GoldRun(
+            store, None, "vllm", "m", "v1", "run", EngineSettings(), 1, logging.getLogger("test")
+        )
         result = asyncio.run(evaluate_gold_sample(get_task("biography"), settings, run))
         assert result.metadata["extracted_this_run"].value == 0
         return result.passed, result.metadata["mean_score"].value
@@ -133,8 +164,13 @@ def test_gold_check_passes_exactly_at_the_threshold(tmp_path: Path) -> None:
 # Failed gold documents are retried by later runs up to retry_limit, like any corpus's: with 1,
 # the second run has nothing to extract whatever the tiny model got wrong.
 # One item per call, several in flight: what this server runs fastest (packing is not tested here).
-CFG = {"ops": {"biography_extractions": {"config": {"retry_limit": 1, "items_per_call": 1,
-                                                    "max_concurrency": 4}}}}
+CFG = {
+    "ops": {
+        "biography_extractions": {
+            "config": {"retry_limit": 1, "items_per_call": 1, "max_concurrency": 4}
+        }
+    }
+}
 
 
 def _gold_evaluation(result):  # type: ignore[no-untyped-def]

@@ -11,9 +11,18 @@ from tests.pipeline.helpers import make_project, project, real_instance, small_s
 
 pytestmark = pytest.mark.vllm
 
-CFG = {"ops": {"biography_extractions": {"config": {
-    "items_per_call": 2, "max_concurrency": 2, "pack_audit_share": 0.5,
-    "pack_audit_max_disagreement": 1.0}}}}
+CFG = {
+    "ops": {
+        "biography_extractions": {
+            "config": {
+                "items_per_call": 2,
+                "max_concurrency": 2,
+                "pack_audit_share": 0.5,
+                "pack_audit_max_disagreement": 1.0,
+            }
+        }
+    }
+}
 
 
 def test_a_packed_run_audits_a_sample_alone_and_stores_none_of_it(
@@ -26,9 +35,11 @@ def test_a_packed_run_audits_a_sample_alone_and_stores_none_of_it(
         p = project(settings, instance)
         result = p.run("sample", CFG)
         assert result.success
-        meta = instance.fetch_materializations(
-            dg.AssetKey("biography_extractions"), limit=1
-        ).records[0].asset_materialization.metadata
+        meta = (
+            instance.fetch_materializations(dg.AssetKey("biography_extractions"), limit=1)
+            .records[0]
+            .asset_materialization.metadata
+        )
         packed = meta["pack_audit/packed_items"].value
         sampled = meta["pack_audit/sampled"].value
         assert packed >= 1 and sampled == max(1, round(0.5 * packed))

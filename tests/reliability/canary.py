@@ -83,11 +83,13 @@ def _foreign(answer: dict, doc_id: str, tokens: dict[str, str]) -> list[str]:
     return [t for i, t in tokens.items() if i != doc_id and t.lower() in text]
 
 
-async def _run(docs: list[Document], url: str, model: str, settings: EngineSettings
-               ) -> tuple[dict[str, dict], dict[str, int], RunSummary]:
+async def _run(
+    docs: list[Document], url: str, model: str, settings: EngineSettings
+) -> tuple[dict[str, dict], dict[str, int], RunSummary]:
     """Valid answers, the size of the call that settled each of them, and the run summary."""
-    client = OpenAIProtocolClient("vllm", [url], model, api_key=None, timeout_s=600,
-                                  max_retries=2, temperature=0.0, seed=0)
+    client = OpenAIProtocolClient(
+        "vllm", [url], model, api_key=None, timeout_s=600, max_retries=2, temperature=0.0, seed=0
+    )
     answers: dict[str, dict] = {}
     pack_sizes: dict[str, int] = {}
 
@@ -98,19 +100,22 @@ async def _run(docs: list[Document], url: str, model: str, settings: EngineSetti
                 pack_sizes[r.doc_id] = outcome.call.pack_size
 
     try:
-        summary = await extract(TRANSLATION, docs, client, settings, keep,
-                                logging.getLogger("canary"))
+        summary = await extract(
+            TRANSLATION, docs, client, settings, keep, logging.getLogger("canary")
+        )
     finally:
         await client.aclose()
     return answers, pack_sizes, summary
 
 
-def _pass(docs: list[Document], tokens: dict[str, str], url: str, model: str,
-          settings: EngineSettings) -> Pass:
+def _pass(
+    docs: list[Document], tokens: dict[str, str], url: str, model: str, settings: EngineSettings
+) -> Pass:
     t0 = time.monotonic()
     answers, pack_sizes, summary = asyncio.run(_run(docs, url, model, settings))
-    result = Pass(rerun_alone=summary.rerun_alone, calls=summary.calls,
-                  seconds=time.monotonic() - t0)
+    result = Pass(
+        rerun_alone=summary.rerun_alone, calls=summary.calls, seconds=time.monotonic() - t0
+    )
     for d in docs:
         if "Ignore previous" in d.text:
             if d.doc_id in answers:
@@ -127,8 +132,16 @@ def _pass(docs: list[Document], tokens: dict[str, str], url: str, model: str,
     return result
 
 
-def measure(url: str, model: str, size: int, packs: int = 2, seed: int = 0, *,
-            before: bool = True, max_concurrency: int = 2) -> CanaryResult:
+def measure(
+    url: str,
+    model: str,
+    size: int,
+    packs: int = 2,
+    seed: int = 0,
+    *,
+    before: bool = True,
+    max_concurrency: int = 2,
+) -> CanaryResult:
     """The canary packs extracted without (unless `before` is false), then with, the engine's
     isolation of suspicious items."""
     rng = random.Random(seed * 1000 + size)
@@ -137,9 +150,13 @@ def measure(url: str, model: str, size: int, packs: int = 2, seed: int = 0, *,
         d, t = canary_pack(p, size, rng)
         docs += d
         tokens.update(t)
-    settings = EngineSettings(items_per_call=size, max_concurrency=max_concurrency,
-                              progress_interval_s=600)
-    unprotected = (_pass(docs, tokens, url, model, replace(settings, isolate_suspicious=False))
-                   if before else None)
+    settings = EngineSettings(
+        items_per_call=size, max_concurrency=max_concurrency, progress_interval_s=600
+    )
+    unprotected = (
+        _pass(docs, tokens, url, model, replace(settings, isolate_suspicious=False))
+        if before
+        else None
+    )
     after = _pass(docs, tokens, url, model, replace(settings, isolate_suspicious=True))
     return CanaryResult(size, unprotected, after)

@@ -79,12 +79,18 @@ class RecordingProxy:
         if path.endswith("chat/completions"):
             with self._lock:
                 record = ProxiedCall(
-                    len(self.calls), ids, time.time(),
-                    authorization=request.headers.get("Authorization"), body=body,
+                    len(self.calls),
+                    ids,
+                    time.time(),
+                    authorization=request.headers.get("Authorization"),
+                    body=body,
                 )
                 self.calls.append(record)
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() in ("content-type", "authorization")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() in ("content-type", "authorization")
+        }
         try:
             async with self._session.request(
                 request.method, f"{self.upstream}/{path}", data=raw, headers=headers
@@ -102,8 +108,9 @@ class RecordingProxy:
                 record.answer = json.loads(data)["choices"][0]["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError):
                 record.answer = None
-        return web.Response(status=status, body=data,
-                            content_type=content_type or "application/json")
+        return web.Response(
+            status=status, body=data, content_type=content_type or "application/json"
+        )
 
     def _serve(self) -> None:
         loop = asyncio.new_event_loop()
@@ -157,31 +164,54 @@ class CliProject:
         return Path(self.env["EXTRACTION_SOURCE_ROOT"])
 
     def cmd(self, *corpora: str, items_per_call: int = 2, max_concurrency: int = 2) -> list[str]:
-        return [sys.executable, "-m", "extraction_assets", "run", *corpora,
-                "--items-per-call", str(items_per_call), "--max-concurrency", str(max_concurrency)]
+        return [
+            sys.executable,
+            "-m",
+            "extraction_assets",
+            "run",
+            *corpora,
+            "--items-per-call",
+            str(items_per_call),
+            "--max-concurrency",
+            str(max_concurrency),
+        ]
 
     def popen(self, *corpora: str, log: Path | None = None, **kw: int) -> subprocess.Popen:
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
         try:
             return subprocess.Popen(
-                self.cmd(*corpora, **kw), cwd=ROOT, env=self.env, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                self.cmd(*corpora, **kw),
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         finally:
             if log:
                 out.close()
 
     def run(self, *corpora: str, timeout: float = 600, **kw: int) -> subprocess.CompletedProcess:
-        return subprocess.run(self.cmd(*corpora, **kw), cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            self.cmd(*corpora, **kw),
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
-def cli_project(workdir: Path, llm_url: str, model: str, tasks: str = "biography",
-                **extra: str) -> CliProject:
+def cli_project(
+    workdir: Path, llm_url: str, model: str, tasks: str = "biography", **extra: str
+) -> CliProject:
     home = workdir / "home"
     env = {
-        **{k: v for k, v in os.environ.items()
-           if not k.startswith(("LLM_", "EXTRACTION_", "DAGSTER_")) and k != "OPENAI_API_KEY"},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("LLM_", "EXTRACTION_", "DAGSTER_")) and k != "OPENAI_API_KEY"
+        },
         "EXTRACTION_HOME": str(home),
         "EXTRACTION_DB": str(home / "store.duckdb"),
         "EXTRACTION_SOURCE_ROOT": str(workdir / "sources"),
@@ -202,8 +232,9 @@ def cli_project(workdir: Path, llm_url: str, model: str, tasks: str = "biography
 def write_corpus(root: Path, corpus: str, docs: list[dict], name: str = "documents.jsonl") -> Path:
     path = root / corpus / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8"
+    )
     return path
 
 
@@ -211,15 +242,18 @@ def short_docs(n: int, prefix: str = "doc") -> list[dict]:
     """Tiny biographical texts (short answers: cheap on the CPU server)."""
     names = ["Ahmad", "Layla", "Yusuf", "Maryam", "Omar", "Fatima", "Khalid", "Zaynab"]
     return [
-        {"id": f"{prefix}{i:04d}",
-         "text": f"{names[i % len(names)]} ibn {names[(i + 3) % len(names)]} died in {900 + i}."}
+        {
+            "id": f"{prefix}{i:04d}",
+            "text": f"{names[i % len(names)]} ibn {names[(i + 3) % len(names)]} died in {900 + i}.",
+        }
         for i in range(n)
     ]
 
 
 # --- reading the store -----------------------------------------------------------------------
-def query(db: Path, sql: str, params: list | None = None, timeout_s: float = 30,
-          schema_wait_s: float = 2) -> list[tuple]:
+def query(
+    db: Path, sql: str, params: list | None = None, timeout_s: float = 30, schema_wait_s: float = 2
+) -> list[tuple]:
     """Rows from a read-only connection, retrying while a writer holds the file.
 
     A missing table is retried for `schema_wait_s` (the CLI may be creating the schema right
@@ -263,19 +297,29 @@ def snapshot(db: Path, corpus: str) -> StoreSnapshot:
     the tables read here is missing from a store that has others."""
     if not store_tables(db):
         return StoreSnapshot({}, 0, 0, 0)
-    rows = query(db, "SELECT doc_id, status, fields, task_version, extracted_at, content_hash "
-                     "FROM extractions WHERE corpus = ?", [corpus])
+    rows = query(
+        db,
+        "SELECT doc_id, status, fields, task_version, extracted_at, content_hash "
+        "FROM extractions WHERE corpus = ?",
+        [corpus],
+    )
     ((calls,),) = query(db, "SELECT count(*) FROM calls WHERE corpus = ?", [corpus])
     # An ok row replaced = finished work done again (failed rows are legitimately retried).
-    ((history,),) = query(db, "SELECT count(*) FROM extraction_history WHERE corpus = ? "
-                              "AND status = 'ok'", [corpus])
+    ((history,),) = query(
+        db, "SELECT count(*) FROM extraction_history WHERE corpus = ? AND status = 'ok'", [corpus]
+    )
     ids = [r[0] for r in rows]
-    return StoreSnapshot({r[0]: tuple(r[1:]) for r in rows}, calls, history,
-                         len(ids) - len(set(ids)))
+    return StoreSnapshot(
+        {r[0]: tuple(r[1:]) for r in rows}, calls, history, len(ids) - len(set(ids))
+    )
 
 
-def wait_for(predicate, timeout_s: float, proc: subprocess.Popen | None = None,  # type: ignore[no-untyped-def]
-             interval_s: float = 0.05) -> bool:
+def wait_for(
+    predicate,
+    timeout_s: float,
+    proc: subprocess.Popen | None = None,  # type: ignore[no-untyped-def]
+    interval_s: float = 0.05,
+) -> bool:
     """Poll until predicate() is true; False on timeout or when proc exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -98,14 +98,18 @@ def kill_loop(
             result.violations.append(f"kill {k}: corpus already finished; enlarge it")
             break
         mark = proxy.mark()
-        proc = project.popen(corpus, log=log, items_per_call=items_per_call,
-                             max_concurrency=max_concurrency)
+        proc = project.popen(
+            corpus, log=log, items_per_call=items_per_call, max_concurrency=max_concurrency
+        )
         started = wait_for(lambda m=mark: proxy.mark() > m, start_timeout_s, proc)
         late = wait_stored_call or (late_kill_after_s is not None and k % 2 == 1)
         if late:
             started = started and wait_for(
                 lambda b=before.calls: snapshot(project.db, corpus).calls > b,
-                start_timeout_s, proc, interval_s=0.1 if late_kill_after_s else 0.3)
+                start_timeout_s,
+                proc,
+                interval_s=0.1 if late_kill_after_s else 0.3,
+            )
         t_first = time.monotonic()
         delay = rng.uniform(*(late_kill_after_s if late and late_kill_after_s else kill_after_s))
         while time.monotonic() - t_first < delay and proc.poll() is None:
@@ -128,21 +132,28 @@ def kill_loop(
         answered = {i for c in completed for i in c.ids}
         stored_calls = after.calls - before.calls
         lost_items = answered - set(after.rows)
-        result.kills.append(KillFigure(
-            kill=k, after_s=round(delay, 2), after_stored_call=late,
-            stored_before=len(before.rows),
-            stored_after=len(after.rows), server_completed_calls=len(completed),
-            stored_calls=stored_calls, lost_calls=len(completed) - stored_calls,
-            lost_items=len(lost_items),
-        ))
+        result.kills.append(
+            KillFigure(
+                kill=k,
+                after_s=round(delay, 2),
+                after_stored_call=late,
+                stored_before=len(before.rows),
+                stored_after=len(after.rows),
+                server_completed_calls=len(completed),
+                stored_calls=stored_calls,
+                lost_calls=len(completed) - stored_calls,
+                lost_items=len(lost_items),
+            )
+        )
         if len(completed) - stored_calls > max_concurrency:
             result.violations.append(
                 f"kill {k}: {len(completed) - stored_calls} completed calls not stored, "
                 f"more than the {max_concurrency} that can be in flight"
             )
     before = snapshot(project.db, corpus)
-    final = project.run(corpus, timeout=900, items_per_call=final_recipe[0],
-                        max_concurrency=final_recipe[1])
+    final = project.run(
+        corpus, timeout=900, items_per_call=final_recipe[0], max_concurrency=final_recipe[1]
+    )
     result.final_rc = final.returncode
     result.final_output = (final.stdout + final.stderr)[-4000:]
     result.final = snapshot(project.db, corpus)

@@ -47,8 +47,9 @@ def test_openai_key_goes_to_the_openai_backend(tmp_path):
     test above looks for a header that a leak would really carry)."""
     openai_key = f"sk-openai-canary-{secrets.token_hex(8)}"
     with FaultInjectingOpenAIServer() as fake, RecordingProxy(fake.url) as proxy:
-        cli = cli_project(tmp_path, proxy.url, "fake", LLM_BACKEND="openai",
-                          OPENAI_API_KEY=openai_key)
+        cli = cli_project(
+            tmp_path, proxy.url, "fake", LLM_BACKEND="openai", OPENAI_API_KEY=openai_key
+        )
         write_corpus(cli.source_root, "keys", short_docs(2))
         done = cli.run("keys", items_per_call=1)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -26,16 +26,24 @@ DOCS_ONLY = [dg.AssetKey("corpus_documents")]
 
 
 def _env(root: Path, llm_url: str) -> dict[str, str]:
-    return {"EXTRACTION_HOME": str(root / "home"), "EXTRACTION_SOURCE_ROOT": str(root / "sources"),
-            "EXTRACTION_TASKS": "biography", "LLM_BACKEND": "vllm", "LLM_BASE_URL": llm_url,
-            # Small enough that "word " * 3000 is over it, large enough for the biography prompt
-            # (~1,750 tokens by the planner's estimate) and a few short items.
-            "LLM_MODEL": "fake", "LLM_MAX_MODEL_LEN": "4096"}
+    return {
+        "EXTRACTION_HOME": str(root / "home"),
+        "EXTRACTION_SOURCE_ROOT": str(root / "sources"),
+        "EXTRACTION_TASKS": "biography",
+        "LLM_BACKEND": "vllm",
+        "LLM_BASE_URL": llm_url,
+        # Small enough that "word " * 3000 is over it, large enough for the biography prompt
+        # (~1,750 tokens by the planner's estimate) and a few short items.
+        "LLM_MODEL": "fake",
+        "LLM_MAX_MODEL_LEN": "4096",
+    }
 
 
 def _store_dump(p: Project) -> tuple[list, list]:
-    return (p.query("SELECT * FROM documents ORDER BY corpus, doc_id"),
-            p.query("SELECT corpus, doc_id, status, fields FROM extractions ORDER BY corpus, doc_id"))
+    return (
+        p.query("SELECT * FROM documents ORDER BY corpus, doc_id"),
+        p.query("SELECT corpus, doc_id, status, fields FROM extractions ORDER BY corpus, doc_id"),
+    )
 
 
 BAD_FILES: dict[str, tuple[str, bytes, str]] = {
@@ -46,12 +54,19 @@ BAD_FILES: dict[str, tuple[str, bytes, str]] = {
     "binary file": ("blob.bin", b"\x00\x01\x02", "unexpected"),
     "unknown format": ("d.csv", b"id,text\na,hello\n", "unexpected"),
     "missing id": ("d.jsonl", b'{"text": "no id"}\n', "id"),
-    "duplicated ids": ("d.jsonl", b'{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n',
-                       "duplicated"),
+    "duplicated ids": (
+        "d.jsonl",
+        b'{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n',
+        "duplicated",
+    ),
     "not JSON": ("d.jsonl", b"{'id': 'a'}\n", "JSON"),
     "huge file (over EXTRACTION_MAX_FILE_BYTES)": (
-        "d.jsonl", b"".join(json.dumps({"id": f"h{i}", "text": "x" * 100}).encode() + b"\n"
-                            for i in range(600)), "limit"),
+        "d.jsonl",
+        b"".join(
+            json.dumps({"id": f"h{i}", "text": "x" * 100}).encode() + b"\n" for i in range(600)
+        ),
+        "limit",
+    ),
 }
 
 
@@ -93,16 +108,32 @@ def test_text_far_over_the_context_fails_that_document_only(env_project):
     docs = [*short_docs(3, "s"), {"id": "huge", "text": "word " * 3000}]
     write_corpus(p.settings.source_root, "mixed", docs)
     assert p.run("mixed", CFG).success
-    rows = dict(p.query("SELECT doc_id, coalesce(error, status) FROM extractions "
-                        "WHERE corpus = 'mixed'"))
+    rows = dict(
+        p.query("SELECT doc_id, coalesce(error, status) FROM extractions WHERE corpus = 'mixed'")
+    )
     assert rows.pop("huge") == "too long for the context"
     assert set(rows.values()) == {"ok"}
 
 
 TRICKY_NAMES = [
-    "with space", "it's", 'double"quote', "'; DROP TABLE documents; --", "a;b", "x%_y",
-    "Robert'); DELETE FROM extractions WHERE ('1'='1", "عربي", "日本語", "Ελληνικά", "a..b",
-    "..", "../escape", ".hidden", "$(touch pwned)", "back\\slash", "tab\tname", " lead",
+    "with space",
+    "it's",
+    'double"quote',
+    "'; DROP TABLE documents; --",
+    "a;b",
+    "x%_y",
+    "Robert'); DELETE FROM extractions WHERE ('1'='1",
+    "عربي",
+    "日本語",
+    "Ελληνικά",
+    "a..b",
+    "..",
+    "../escape",
+    ".hidden",
+    "$(touch pwned)",
+    "back\\slash",
+    "tab\tname",
+    " lead",
 ]
 
 
@@ -130,8 +161,9 @@ def test_tricky_corpus_names_are_values_never_paths_or_sql(env_project, tmp_path
     # Nothing from outside the root was read; the good corpus and every table are intact.
     assert not p.query("SELECT * FROM documents WHERE doc_id LIKE 'secret%'")
     assert p.query("SELECT count(*) FROM documents WHERE corpus = 'good'")[0][0] == 4
-    assert p.query("SELECT count(*) FROM extractions WHERE corpus = 'good' AND status = 'ok'") \
-        == [(4,)]
+    assert p.query("SELECT count(*) FROM extractions WHERE corpus = 'good' AND status = 'ok'") == [
+        (4,)
+    ]
     assert not (Path.cwd() / "pwned").exists()
 
 
@@ -182,14 +214,19 @@ def test_fuzzed_sources_and_names_through_the_job():
                 write_corpus(p.settings.source_root, "anchor", short_docs(3))
                 job = p.defs.resolve_job_def("extract_corpus")
                 instance.add_dynamic_partitions("corpora", ["anchor"])
-                assert job.execute_in_process(instance=instance, partition_key="anchor",
-                                              asset_selection=DOCS_ONLY).success
+                assert job.execute_in_process(
+                    instance=instance, partition_key="anchor", asset_selection=DOCS_ONLY
+                ).success
                 anchor = p.query("SELECT * FROM documents WHERE corpus = 'anchor'")
                 sentinel = root / "outside.jsonl"
                 sentinel.write_text('{"id": "outside", "text": "must never be read"}\n')
 
-                @settings(max_examples=20, deadline=None, database=None,
-                          suppress_health_check=list(HealthCheck))
+                @settings(
+                    max_examples=20,
+                    deadline=None,
+                    database=None,
+                    suppress_health_check=list(HealthCheck),
+                )
                 @given(name=names, rows=corpus_files)
                 def check(name: str, rows: list) -> None:
                     folder_ok = "/" not in name and name not in (".", "..") and "\0" not in name
@@ -197,21 +234,33 @@ def test_fuzzed_sources_and_names_through_the_job():
                         folder = p.settings.source_root / name
                         folder.mkdir(parents=True, exist_ok=True)
                         (folder / "d.jsonl").write_text(
-                            "".join((json.dumps(r) if isinstance(r, dict) else r) + "\n"
-                                    for r in rows), encoding="utf-8")
-                    instance.add_dynamic_partitions("corpora", [name]) if "," not in name \
-                        and "[" not in name and "|" not in name else None
-                    expected = _expected(rows) if folder_ok and _name_problem(name) is None \
-                        else None
+                            "".join(
+                                (json.dumps(r) if isinstance(r, dict) else r) + "\n" for r in rows
+                            ),
+                            encoding="utf-8",
+                        )
+                    instance.add_dynamic_partitions(
+                        "corpora", [name]
+                    ) if "," not in name and "[" not in name and "|" not in name else None
+                    expected = (
+                        _expected(rows) if folder_ok and _name_problem(name) is None else None
+                    )
                     try:
                         result = job.execute_in_process(
-                            instance=instance, partition_key=name, asset_selection=DOCS_ONLY,
-                            raise_on_error=False)
+                            instance=instance,
+                            partition_key=name,
+                            asset_selection=DOCS_ONLY,
+                            raise_on_error=False,
+                        )
                         success = result.success
                     except dg.DagsterError:  # the partition key itself was refused by Dagster
                         success = False
-                    stored = dict(p.query("SELECT doc_id, text FROM documents WHERE corpus = ? "
-                                          "AND NOT deleted", [name]))
+                    stored = dict(
+                        p.query(
+                            "SELECT doc_id, text FROM documents WHERE corpus = ? AND NOT deleted",
+                            [name],
+                        )
+                    )
                     if expected is None:
                         assert not success, (name, rows)
                     else:

@@ -46,27 +46,40 @@ def run_faulty_corpus(tmp_path, monkeypatch, faults: list, n_docs: int = 24) -> 
         settings = make_project(tmp_path, monkeypatch, fake.url, "fake")
         docs = short_docs(n_docs)
         write_corpus(settings.source_root, "faults", docs)
-        cfg = {"ops": {"biography_extractions": {"config": {"items_per_call": 4,
-                                                             "max_concurrency": 2}}}}
+        cfg = {
+            "ops": {
+                "biography_extractions": {"config": {"items_per_call": 4, "max_concurrency": 2}}
+            }
+        }
         with real_instance(tmp_path / "dagster_home") as instance:
             p = project(settings, instance)
             first = p.run("faults", cfg)
             rows_first = p.query(
-                "SELECT doc_id, status, fields, error FROM extractions WHERE corpus = 'faults'")
+                "SELECT doc_id, status, fields, error FROM extractions WHERE corpus = 'faults'"
+            )
             second = p.run("faults", cfg)
             rows = p.query(
-                "SELECT doc_id, status, fields, error FROM extractions WHERE corpus = 'faults'")
+                "SELECT doc_id, status, fields, error FROM extractions WHERE corpus = 'faults'"
+            )
             calls = p.query("SELECT finish_reason, error FROM calls")
             history = p.query("SELECT count(*) FROM extraction_history WHERE status = 'ok'")[0][0]
-    return {"docs": docs, "first": first, "second": second, "rows_first": rows_first,
-            "rows": rows, "calls": calls, "requests": len(fake.requests), "history": history}
+    return {
+        "docs": docs,
+        "first": first,
+        "second": second,
+        "rows_first": rows_first,
+        "rows": rows,
+        "calls": calls,
+        "requests": len(fake.requests),
+        "history": history,
+    }
 
 
 def assert_attributed(rows: list[tuple], docs: list[dict]) -> None:
     assert sorted(r[0] for r in rows) == sorted(d["id"] for d in docs), "one row per document"
     for doc_id, status_, fields, error in rows:
         if status_ == "ok":
-            assert f"-of-{doc_id}\"" in fields, f"{doc_id} holds another document's answer"
+            assert f'-of-{doc_id}"' in fields, f"{doc_id} holds another document's answer"
         else:
             assert status_ == "failed" and error, f"{doc_id} failed without a reason"
 
@@ -87,7 +100,8 @@ def test_every_fault_through_the_job_and_store(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "name", ["truncated JSON (finish_reason length)", "valid JSON for the wrong ids", "duplicated id"]
+    "name",
+    ["truncated JSON (finish_reason length)", "valid JSON for the wrong ids", "duplicated id"],
 )
 @pytest.mark.slow
 def test_attribution_faults_repeated_leaves_every_row_attributed(tmp_path, monkeypatch, name):

@@ -27,11 +27,11 @@ CANARY_CASES = [(1, 2, False), (5, 2, True), (20, 1, False)]
 @pytest.mark.vllm
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize(("size", "packs", "unprotected"), CANARY_CASES,
-                         ids=[str(c[0]) for c in CANARY_CASES])
+@pytest.mark.parametrize(
+    ("size", "packs", "unprotected"), CANARY_CASES, ids=[str(c[0]) for c in CANARY_CASES]
+)
 def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size, packs, unprotected):
-    result = measure(vllm_url, vllm_model, size, packs=packs, before=unprotected,
-                     max_concurrency=4)
+    result = measure(vllm_url, vllm_model, size, packs=packs, before=unprotected, max_concurrency=4)
     after = result.after
     expected = packs * (size - 1 if size > 1 else 1)
     assert after.items + after.failed == expected
@@ -51,8 +51,9 @@ def test_canary_contamination_by_pack_size(vllm_url, vllm_model, size, packs, un
 
 
 def _stored_names(db) -> dict[str, str]:
-    rows = query(db, "SELECT doc_id, fields FROM extractions "
-                     "WHERE status = 'ok' AND corpus = 'canary'")
+    rows = query(
+        db, "SELECT doc_id, fields FROM extractions WHERE status = 'ok' AND corpus = 'canary'"
+    )
     return {doc_id: json.loads(fields)["name"] for doc_id, fields in rows}
 
 
@@ -65,22 +66,26 @@ def _rerun_metadata(dagster_home) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("isolate", [True, False])
 def test_isolation_switch_through_the_cli(tmp_path, isolate):
-    docs = [{"id": f"d{i}", "text": f"The merchant Zq{'abcd'[i] * 4}ov sold salt in Basra."}
-            for i in range(4)]
+    docs = [
+        {"id": f"d{i}", "text": f"The merchant Zq{'abcd'[i] * 4}ov sold salt in Basra."}
+        for i in range(4)
+    ]
     with FaultInjectingOpenAIServer(default=borrowing("d0", "name", "Zqbbbbov")) as fake:
         cli = cli_project(tmp_path, fake.url, "fake")
         write_corpus(cli.source_root, "canary", docs)
         cmd = cli.cmd("canary", items_per_call=4, max_concurrency=1)
         if not isolate:
             cmd.append("--no-isolate-suspicious")
-        done = subprocess.run(cmd, cwd=ROOT, env=cli.env, capture_output=True, text=True,
-                              timeout=300)
+        done = subprocess.run(
+            cmd, cwd=ROOT, env=cli.env, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         # Only the corpus's calls (the job may make others, e.g. an evaluation sample).
         pack_sizes = [len(r.ids) for r in fake.requests if set(r.ids) <= {d["id"] for d in docs}]
     names = _stored_names(cli.db)
     assert {k: v for k, v in names.items() if k != "d0"} == {
-        f"d{i}": f"name-of-d{i}" for i in range(1, 4)}
+        f"d{i}": f"name-of-d{i}" for i in range(1, 4)
+    }
     if isolate:
         assert pack_sizes == [4, 1] and names["d0"] == "name-of-d0"
         assert _rerun_metadata(cli.env["DAGSTER_HOME"]) == [1]

@@ -18,8 +18,9 @@ from tests.reliability.harness import RecordingProxy, cli_project, short_docs, w
 from tests.reliability.kill_loop import KillLoopResult, kill_loop
 
 
-def _assert_survived(result: KillLoopResult, kills: int, max_concurrency: int,
-                     early_window_s: float = 0.0) -> None:
+def _assert_survived(
+    result: KillLoopResult, kills: int, max_concurrency: int, early_window_s: float = 0.0
+) -> None:
     """`early_window_s`: kills that came sooner than this after the first request (the server's
     least answer time) cannot have stored anything."""
     assert not result.violations, result.violations
@@ -45,16 +46,26 @@ def test_eight_kills_against_a_delayed_fake(tmp_path):
     # Each kill costs a CLI start: eight, at moments chosen by design (see below), prove what
     # twenty random ones did; benchmarks/reliability.py runs the long loop for its figures.
     n_docs, kills = 80, 8
-    with FaultInjectingOpenAIServer(default=delayed(0.8)) as fake, RecordingProxy(
-        fake.url
-    ) as proxy:
+    with (
+        FaultInjectingOpenAIServer(default=delayed(0.8)) as fake,
+        RecordingProxy(fake.url) as proxy,
+    ):
         project = cli_project(tmp_path, proxy.url, "fake")
         write_corpus(project.source_root, "kills", short_docs(n_docs))
         # Even kills: 0.05-0.5 s after the first request, before the fake's first answer (0.8 s);
         # odd kills: 0-1 s after the run stored its first call.
-        result = kill_loop(project, proxy, "kills", n_docs, kills, items_per_call=2,
-                           max_concurrency=2, kill_after_s=(0.05, 0.5),
-                           late_kill_after_s=(0.0, 1.0), seed=8)
+        result = kill_loop(
+            project,
+            proxy,
+            "kills",
+            n_docs,
+            kills,
+            items_per_call=2,
+            max_concurrency=2,
+            kill_after_s=(0.05, 0.5),
+            late_kill_after_s=(0.0, 1.0),
+            seed=8,
+        )
     _assert_survived(result, kills, max_concurrency=2, early_window_s=0.8)
     assert sum(not k.after_stored_call for k in result.kills) == kills // 2
     final = result.final
@@ -73,7 +84,18 @@ def test_three_kills_against_the_real_vllm_server(tmp_path, vllm_url, vllm_model
     with RecordingProxy(vllm_url) as proxy:
         project = cli_project(tmp_path, proxy.url, vllm_model)
         write_corpus(project.source_root, "kills", short_docs(n_docs))
-        result = kill_loop(project, proxy, "kills", n_docs, kills, items_per_call=1,
-                           max_concurrency=4, kill_after_s=(0.0, 1.0), wait_stored_call=True,
-                           start_timeout_s=300, seed=3, final_recipe=(1, 8))
+        result = kill_loop(
+            project,
+            proxy,
+            "kills",
+            n_docs,
+            kills,
+            items_per_call=1,
+            max_concurrency=4,
+            kill_after_s=(0.0, 1.0),
+            wait_stored_call=True,
+            start_timeout_s=300,
+            seed=3,
+            final_recipe=(1, 8),
+        )
     _assert_survived(result, kills, max_concurrency=4)

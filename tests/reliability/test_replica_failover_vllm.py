@@ -23,8 +23,13 @@ from tests.reliability.harness import short_docs
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_a_vllm_replica_killed_mid_run(tmp_path, vllm_url, vllm_model):
-    config = serve.ServerConfig(port=serve.free_port(), state_dir=tmp_path / "replica",
-                                gpu=False, kv_cache_gib=1, ready_timeout=900)
+    config = serve.ServerConfig(
+        port=serve.free_port(),
+        state_dir=tmp_path / "replica",
+        gpu=False,
+        kv_cache_gib=1,
+        ready_timeout=900,
+    )
     try:
         mine = serve.start_server(config)
     except serve.ServerError as exc:
@@ -36,8 +41,9 @@ def test_a_vllm_replica_killed_mid_run(tmp_path, vllm_url, vllm_model):
         for r in outcome.results:
             results[r.doc_id] = r
 
-    client = LLMResource(base_url=f"{vllm_url},{mine.url}", model=vllm_model,
-                         timeout_s=600).get_client()
+    client = LLMResource(
+        base_url=f"{vllm_url},{mine.url}", model=vllm_model, timeout_s=600
+    ).get_client()
     client.probe_base_s, client.probe_max_s = 1.0, 5.0  # type: ignore[attr-defined]
 
     async def kill_when_busy() -> None:
@@ -49,9 +55,13 @@ def test_a_vllm_replica_killed_mid_run(tmp_path, vllm_url, vllm_model):
     async def go() -> tuple[list[str], bool]:
         try:
             killer = asyncio.ensure_future(kill_when_busy())
-            await extract(get_task("biography"), docs, client,
-                          EngineSettings(items_per_call=1, max_concurrency=8,
-                                         progress_interval_s=60), collect)
+            await extract(
+                get_task("biography"),
+                docs,
+                client,
+                EngineSettings(items_per_call=1, max_concurrency=8, progress_interval_s=60),
+                collect,
+            )
             assert killer.done(), "the replica was never busy enough to be killed mid-run"
             await asyncio.sleep(2)  # a probe or two find it still dead
             probe = client.replicas[mine.url].probe  # type: ignore[attr-defined]
@@ -64,7 +74,8 @@ def test_a_vllm_replica_killed_mid_run(tmp_path, vllm_url, vllm_model):
     finally:
         serve.stop_server(config.state_dir)
     assert len(results) == 12 and all(r.status == "ok" for r in results.values()), {
-        d: r.error for d, r in results.items() if r.status != "ok"}
+        d: r.error for d, r in results.items() if r.status != "ok"
+    }
     assert after_run == [vllm_url.rstrip("/")], "the killed replica left the rotation"
     events = [(url, what) for _, url, what in client.rotation_events]  # type: ignore[attr-defined]
     assert events == [(mine.url, "out")], events

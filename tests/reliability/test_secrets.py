@@ -41,11 +41,18 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
 
 def store_text_hits(db: Path, needle: str) -> list[str]:
     hits = []
-    columns = query(db, "SELECT table_name, column_name FROM duckdb_columns() "
-                        "WHERE data_type IN ('VARCHAR', 'JSON') AND NOT internal")
+    columns = query(
+        db,
+        "SELECT table_name, column_name FROM duckdb_columns() "
+        "WHERE data_type IN ('VARCHAR', 'JSON') AND NOT internal",
+    )
     for table, column in columns:
-        n = query(db, f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) '
-                      "LIKE '%' || ? || '%'", [needle])[0][0]
+        n = query(
+            db,
+            f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) '
+            "LIKE '%' || ? || '%'",
+            [needle],
+        )[0][0]
         if n:
             hits.append(f"{table}.{column}")
     return hits

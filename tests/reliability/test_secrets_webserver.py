@@ -46,7 +46,10 @@ ERR = """
 fragment err on PythonError { message stack causes { message stack } }
 """
 
-DEFINITIONS = MD + ERR + """
+DEFINITIONS = (
+    MD
+    + ERR
+    + """
 {
   repositoriesOrError {
     ... on RepositoryConnection { nodes {
@@ -71,8 +74,11 @@ DEFINITIONS = MD + ERR + """
   }
 }
 """
+)
 
-RUNS = ERR + """
+RUNS = (
+    ERR
+    + """
 {
   runsOrError {
     ... on Runs { results {
@@ -84,8 +90,12 @@ RUNS = ERR + """
   }
 }
 """
+)
 
-LOGS = MD + ERR + """
+LOGS = (
+    MD
+    + ERR
+    + """
 query($runId: ID!) {
   logsForRun(runId: $runId, limit: 10000) {
     __typename
@@ -105,12 +115,15 @@ query($runId: ID!) {
   }
 }
 """
+)
 
 CAPTURED = """
 query($logKey: [String!]!) { capturedLogs(logKey: $logKey) { stdout stderr } }
 """
 
-ASSET = MD + """
+ASSET = (
+    MD
+    + """
 query($key: AssetKeyInput!) {
   assetOrError(assetKey: $key) {
     ... on Asset { assetMaterializations(limit: 100) {
@@ -119,13 +132,27 @@ query($key: AssetKeyInput!) {
   }
 }
 """
+)
 
 
 def run_cli(project: DagsterProject, corpus: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "extraction_assets", "run", corpus, "--items-per-call", "3",
-         "--max-concurrency", "2"],
-        cwd=REPO_ROOT, env=project.env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "extraction_assets",
+            "run",
+            corpus,
+            "--items-per-call",
+            "3",
+            "--max-concurrency",
+            "2",
+        ],
+        cwd=REPO_ROOT,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -150,7 +177,8 @@ def test_planted_key_appears_in_no_graphql_response(tmp_path):
 
         project.start_webserver()
         assert f"LLM_API_KEY={key}".encode() in process_environ(
-            project.processes["webserver"].pid), "control: the webserver does hold the key"
+            project.processes["webserver"].pid
+        ), "control: the webserver does hold the key"
 
         responses: dict[str, object] = {}
         definitions = project.graphql(DEFINITIONS)
@@ -165,9 +193,9 @@ def test_planted_key_appears_in_no_graphql_response(tmp_path):
             assert events, f"no events for run {run['runId']}"
             for file_key in {e["fileKey"] for e in events if e.get("fileKey")}:
                 responses[f"captured {run['runId']} {file_key}"] = project.graphql(
-                    CAPTURED, {"logKey": [run["runId"], "compute_logs", file_key]})
-        responses["asset"] = project.graphql(
-            ASSET, {"key": {"path": ["biography_extractions"]}})
+                    CAPTURED, {"logKey": [run["runId"], "compute_logs", file_key]}
+                )
+        responses["asset"] = project.graphql(ASSET, {"key": {"path": ["biography_extractions"]}})
 
     # Controls: the pages read hold what a leak would sit next to.
     nodes = definitions["repositoriesOrError"]["nodes"]

@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 def test_server_killed_mid_run_then_next_run_finishes(tmp_path, vllm_url, vllm_model):
     state = tmp_path / "server"
-    config = serve.ServerConfig(port=serve.free_port(), state_dir=state, gpu=False,
-                                ready_timeout=600)
+    config = serve.ServerConfig(
+        port=serve.free_port(), state_dir=state, gpu=False, ready_timeout=600
+    )
     handle = serve.start_server(config)
     try:
         cli = cli_project(tmp_path, handle.url, handle.model)

@@ -41,8 +41,9 @@ def _failure_text(result) -> str:  # type: ignore[no-untyped-def]
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str):  # type: ignore[no-untyped-def]
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
     try:
@@ -54,8 +55,9 @@ def tmpfs(path: Path, size: str):  # type: ignore[no-untyped-def]
 def _incompressible_docs(n: int, size: int, prefix: str) -> list[dict]:
     rng = random.Random(1)
     alphabet = string.ascii_letters + string.digits
-    return [{"id": f"{prefix}{i}", "text": "".join(rng.choices(alphabet, k=size))}
-            for i in range(n)]
+    return [
+        {"id": f"{prefix}{i}", "text": "".join(rng.choices(alphabet, k=size))} for i in range(n)
+    ]
 
 
 @pytest.mark.slow
@@ -94,8 +96,11 @@ def impatient(p: Project) -> Project:
     """The same project with a store that gives up on a held lock after 2 s instead of 60 s."""
     base = p.defs
     store = DuckDBStore(path=str(p.settings.store_path), lock_timeout_s=2.0)
-    defs = dg.Definitions(assets=list(base.assets or []), jobs=list(base.jobs or []),
-                          resources={**(base.resources or {}), "store": store})
+    defs = dg.Definitions(
+        assets=list(base.assets or []),
+        jobs=list(base.jobs or []),
+        resources={**(base.resources or {}), "store": store},
+    )
     return Project(p.settings, defs, p.instance)
 
 
@@ -116,8 +121,11 @@ def test_store_locked_by_another_process_fails_clearly(tmp_path, monkeypatch):
             p = project(settings, instance)
             assert p.run("c", CFG).success
             before = p.query("SELECT * FROM extractions ORDER BY doc_id")
-            holder = subprocess.Popen([sys.executable, "-c", HOLD, str(settings.store_path)],
-                                      stdout=subprocess.PIPE, text=True)
+            holder = subprocess.Popen(
+                [sys.executable, "-c", HOLD, str(settings.store_path)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             try:
                 assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
                 write_corpus(settings.source_root, "c", short_docs(7))
@@ -144,10 +152,17 @@ def test_two_runs_of_the_same_corpus_at_once(tmp_path):
     with FaultInjectingOpenAIServer(default=delayed(0.5)) as fake:
         cli = cli_project(tmp_path, fake.url, "fake")
         write_corpus(cli.source_root, "same", short_docs(n))
-        procs = [subprocess.Popen(cli.cmd("same", items_per_call=2, max_concurrency=2),
-                                  cwd=cli.workdir, env=cli.env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
-                 for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                cli.cmd("same", items_per_call=2, max_concurrency=2),
+                cwd=cli.workdir,
+                env=cli.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
         outputs = [proc.communicate(timeout=600)[0] for proc in procs]
         requested = sum(len(r.ids) for r in fake.requests)
     codes = [proc.returncode for proc in procs]

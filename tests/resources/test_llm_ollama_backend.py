@@ -22,8 +22,9 @@ BIO = get_task("biography")
 
 
 def resource(host: str, **kw) -> LLMResource:
-    return LLMResource(backend="ollama", base_url=host, model="smollm2:135m",
-                       max_model_len=4096, **kw)
+    return LLMResource(
+        backend="ollama", base_url=host, model="smollm2:135m", max_model_len=4096, **kw
+    )
 
 
 def test_request_carries_schema_and_options_and_answer_is_parsed() -> None:
@@ -33,8 +34,9 @@ def test_request_carries_schema_and_options_and_answer_is_parsed() -> None:
 
         async def go():
             try:
-                return await client.complete([{"role": "user", "content": "hi"}], schema,
-                                             "biography_pack", 321)
+                return await client.complete(
+                    [{"role": "user", "content": "hi"}], schema, "biography_pack", 321
+                )
             finally:
                 await client.aclose()
 
@@ -52,8 +54,9 @@ def test_request_carries_schema_and_options_and_answer_is_parsed() -> None:
 
 
 def test_length_done_reason_and_fenced_answer() -> None:
-    fenced = "```json\n" + json.dumps({"a": {"source_language": "x", "translation_en": "y"}}) + \
-        "\n```"
+    fenced = (
+        "```json\n" + json.dumps({"a": {"source_language": "x", "translation_en": "y"}}) + "\n```"
+    )
     with FakeOllamaServer(script=[lambda b: (200, chat_body(fenced, done_reason="length"))]) as s:
         client = resource(s.host).get_client()
 
@@ -123,11 +126,11 @@ def run_engine(docs: list[Document], num_ctx: int, items_per_call: int):
     async def collect(outcome):
         results.extend(outcome.results)
 
-    settings = EngineSettings(items_per_call=items_per_call, max_concurrency=2,
-                              max_model_len=8192)
+    settings = EngineSettings(items_per_call=items_per_call, max_concurrency=2, max_model_len=8192)
     with FakeOllamaServer() as server:
-        client = LLMResource(backend="ollama", base_url=server.host, model="smollm2:135m",
-                             max_model_len=num_ctx).get_client()
+        client = LLMResource(
+            backend="ollama", base_url=server.host, model="smollm2:135m", max_model_len=num_ctx
+        ).get_client()
 
         async def go():
             try:
@@ -144,12 +147,17 @@ def ids_of(request: dict) -> list[str]:
 
 
 def test_a_pack_ollama_cut_is_split_and_no_answer_comes_from_a_cut_prompt() -> None:
-    docs = [Document.make("c", f"d{i}", f"Ahmad ibn Omar number {i} died. " * 50)
-            for i in range(8)]  # ~1.6 kB each: two fit 2048 tokens with the system message, four do not
+    docs = [
+        Document.make("c", f"d{i}", f"Ahmad ibn Omar number {i} died. " * 50) for i in range(8)
+    ]  # ~1.6 kB each: two fit 2048 tokens with the system message, four do not
     summary, results, server = run_engine(docs, num_ctx=2048, items_per_call=4)
     assert any(server.cut), "control: the fake did cut a prompt"
-    intact = {i for req, cut in zip(server.requests, server.cut, strict=True) if not cut
-              for i in ids_of(req)}
+    intact = {
+        i
+        for req, cut in zip(server.requests, server.cut, strict=True)
+        if not cut
+        for i in ids_of(req)
+    }
     assert summary.items_ok == 8, {d: r.error for d, r in results.items()}
     assert {d for d, r in results.items() if r.status == "ok"} <= intact
     assert all(r.fields["name"] == f"name-of-{d}" for d, r in results.items())
@@ -163,8 +171,9 @@ def test_a_pack_ollama_cut_is_split_and_no_answer_comes_from_a_cut_prompt() -> N
     ],
 )
 def test_a_document_ollama_cut_alone_fails_as_too_long(text: str, what: str) -> None:
-    summary, results, server = run_engine([Document.make("c", "long", text)], num_ctx=1200,
-                                          items_per_call=1)
+    summary, results, server = run_engine(
+        [Document.make("c", "long", text)], num_ctx=1200, items_per_call=1
+    )
     assert server.cut == [True] * len(server.requests) and server.requests, what
     assert summary.items_ok == 0
     assert results["long"].status == "failed" and results["long"].error == TOO_LONG, what
@@ -175,8 +184,10 @@ def test_an_intact_prompt_near_the_context_is_kept() -> None:
     doc = Document.make("c", "fits", "Yusuf ibn Khalid taught in Basra. " * 30)
     with FakeOllamaServer() as server:
         client = resource(server.host).get_client()
-        messages = [{"role": "system", "content": "x" * 3400},
-                    {"role": "user", "content": doc.text}]
+        messages = [
+            {"role": "system", "content": "x" * 3400},
+            {"role": "user", "content": doc.text},
+        ]
         need = sum(message_tokens(m) for m in messages)
         client.max_model_len = need + 40  # type: ignore[attr-defined]
 

@@ -11,8 +11,15 @@ from resources.backends.ollama_backend import OllamaClient
 from resources.backends.openai_backend import OpenAIProtocolClient, openai_strict_schema
 from resources.llm import LLMResource
 
-ENV = ("LLM_BACKEND", "LLM_BASE_URL", "LLM_MODEL", "LLM_API_KEY", "OPENAI_API_KEY",
-       "LLM_TIMEOUT_S", "LLM_MAX_MODEL_LEN")
+ENV = (
+    "LLM_BACKEND",
+    "LLM_BASE_URL",
+    "LLM_MODEL",
+    "LLM_API_KEY",
+    "OPENAI_API_KEY",
+    "LLM_TIMEOUT_S",
+    "LLM_MAX_MODEL_LEN",
+)
 
 
 @pytest.fixture
@@ -25,14 +32,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_defaults_per_backend(clean_env: pytest.MonkeyPatch) -> None:
     r = LLMResource.from_env()
     assert (r.backend, r.base_url, r.model) == (
-        "vllm", "http://127.0.0.1:8000/v1", "smollm2-135m-instruct")
+        "vllm",
+        "http://127.0.0.1:8000/v1",
+        "smollm2-135m-instruct",
+    )
     clean_env.setenv("LLM_BACKEND", "ollama")
     assert LLMResource.from_env().base_url == "http://127.0.0.1:11434"
     clean_env.setenv("LLM_BACKEND", "openai")
     clean_env.setenv("OPENAI_API_KEY", "sk-from-openai-env")
     r = LLMResource.from_env()
     assert (r.base_url, r.model, r.api_key) == (
-        "https://api.openai.com/v1", "gpt-4o-mini", "sk-from-openai-env")
+        "https://api.openai.com/v1",
+        "gpt-4o-mini",
+        "sk-from-openai-env",
+    )
     clean_env.setenv("LLM_BACKEND", "nope")
     with pytest.raises(ValueError):
         LLMResource.from_env()
@@ -68,8 +81,12 @@ def test_ollama_generation_params_and_unknown_backend() -> None:
 
 
 def test_openai_request_uses_strict_schema_and_vllm_uses_structured_outputs() -> None:
-    schema = {"type": "object", "properties": {"a": {"type": "string", "maxLength": 5}},
-              "required": ["a"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string", "maxLength": 5}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
     openai_client = LLMResource(backend="openai", api_key="k").get_client()
     args = openai_client._request_args(schema, "bio_pack", 100)  # type: ignore[attr-defined]
     rf = args["response_format"]["json_schema"]
@@ -79,13 +96,19 @@ def test_openai_request_uses_strict_schema_and_vllm_uses_structured_outputs() ->
     vllm_client = LLMResource().get_client()
     args = vllm_client._request_args(schema, "bio_pack", 100)  # type: ignore[attr-defined]
     assert args["extra_body"]["structured_outputs"] == {
-        "json": schema, "disable_any_whitespace": True}
+        "json": schema,
+        "disable_any_whitespace": True,
+    }
     assert args["max_tokens"] == 100 and args["temperature"] == 0.0
 
 
 def test_openai_schema_keeps_fields_named_like_keywords() -> None:
-    schema = {"type": "object", "properties": {"maximum": {"type": "integer", "maximum": 3}},
-              "required": ["maximum"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"maximum": {"type": "integer", "maximum": 3}},
+        "required": ["maximum"],
+        "additionalProperties": False,
+    }
     assert openai_strict_schema(schema)["properties"] == {"maximum": {"type": "integer"}}
 
 

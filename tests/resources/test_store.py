@@ -450,7 +450,12 @@ def test_read_only_connect_on_a_fresh_path(tmp_path: Path) -> None:
     with store.connect(read_only=True) as con:
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert tables == {
-        "documents", "extractions", "extraction_history", "calls", "changes", "corpus_sources"
+        "documents",
+        "extractions",
+        "extraction_history",
+        "calls",
+        "changes",
+        "corpus_sources",
     }
 
 

@@ -72,7 +72,7 @@ def test_unicode_crlf_int_ids_and_extra_keys_take_the_fast_path(tmp_path: Path) 
     lines = [
         {"id": 7, "text": "caf\u0065\u0301 (not NFC)", "lang": "fr", "meta": {"k": [1, 2]}},
         {"id": "ar-1", "text": "حدثنا محمد بن إسماعيل، مات سنة ست وخمسين ومائتين"},
-        {"id": "x", "text": "line\nbreak \"quoted\" \u00e9 \U0001f600", "title": None},
+        {"id": "x", "text": 'line\nbreak "quoted" \u00e9 \U0001f600', "title": None},
         {"text": "key order swapped", "id": "y"},
     ]
     data = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in lines).encode()
@@ -81,7 +81,13 @@ def test_unicode_crlf_int_ids_and_extra_keys_take_the_fast_path(tmp_path: Path) 
     fast, ref, reader = sync_both(tmp_path / "src", "c", tmp_path)
     assert reader == "duckdb"
     assert rows(fast, "c") == rows(ref, "c")
-    assert [r[3] for r in rows(fast, "c")] == ["a.jsonl:1", "a.jsonl:2", "a.jsonl:3", "a.jsonl:4", "b.jsonl:1"]
+    assert [r[3] for r in rows(fast, "c")] == [
+        "a.jsonl:1",
+        "a.jsonl:2",
+        "a.jsonl:3",
+        "a.jsonl:4",
+        "b.jsonl:1",
+    ]
 
 
 # Inputs where DuckDB's reader and Python's disagree or cannot tell line numbers: the store
@@ -163,16 +169,22 @@ def test_documents_synced_without_a_scan_are_read_again(tmp_path: Path) -> None:
 
 
 # Combining marks (NFC differs), Arabic, Unicode spaces, astral characters, JSON escapes.
-TEXT = st.text(alphabet=st.sampled_from([*string.printable, "é", "\u0301", "ب", "\u3000", "😀"]), max_size=12)
+TEXT = st.text(
+    alphabet=st.sampled_from([*string.printable, "é", "\u0301", "ب", "\u3000", "😀"]), max_size=12
+)
 LINE = st.one_of(
-    st.builds(lambda i, t: json.dumps({"id": i, "text": t}), st.one_of(st.integers(-5, 50), TEXT), TEXT),
+    st.builds(
+        lambda i, t: json.dumps({"id": i, "text": t}), st.one_of(st.integers(-5, 50), TEXT), TEXT
+    ),
     st.builds(lambda i, t: json.dumps({"id": i, "text": t}, ensure_ascii=False), TEXT, TEXT),
     st.sampled_from(["", "  ", "{}", "[]", '{"id": "q"}', '{"id": "d", "text": "a", "text": "b"}']),
 )
 
 
 @pytest.mark.slow
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(lines=st.lists(LINE, max_size=6), newline=st.sampled_from(["\n", "\r\n"]))
 def test_fuzzed_files_end_as_the_python_reader_ends(
     lines: list[str], newline: str, tmp_path_factory: pytest.TempPathFactory

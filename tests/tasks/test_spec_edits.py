@@ -30,15 +30,21 @@ fields:
 """
 NO_OP_EDITS = {
     "comment": ("# a user's task", "# a user's task, reviewed\n# by a colleague"),
-    "key order": ("{type: string, description: the main person, max_length: 60}",
-                  "{max_length: 60, description: the main person, type: string}"),
-    "top-level order": ("description: People named in a text.\ninstructions: Extract the main person.",
-                        "instructions: Extract the main person.\ndescription: People named in a text."),
+    "key order": (
+        "{type: string, description: the main person, max_length: 60}",
+        "{max_length: 60, description: the main person, type: string}",
+    ),
+    "top-level order": (
+        "description: People named in a text.\ninstructions: Extract the main person.",
+        "instructions: Extract the main person.\ndescription: People named in a text.",
+    ),
     "task description": ("description: People named in a text.", "description: Persons."),
     "output budget": ("output_tokens_per_item: 100", "output_tokens_per_item: 150"),
     "gold and scoring": ("max: 2100}", "max: 2100, score: exact}\ngold: gold.jsonl"),
-    "yaml style": ("instructions: Extract the main person.",
-                   "instructions: >-\n  Extract the main\n  person."),
+    "yaml style": (
+        "instructions: Extract the main person.",
+        "instructions: >-\n  Extract the main\n  person.",
+    ),
 }
 MEANING_EDITS = {
     "instructions": ("Extract the main person.", "Extract the main person, in English."),
@@ -50,8 +56,12 @@ MEANING_EDITS = {
         "  person: {type: string, description: the main person, max_length: 60}\n"
         "  born: {type: integer, nullable: true, min: 0, max: 2100}\n",
         "  born: {type: integer, nullable: true, min: 0, max: 2100}\n"
-        "  person: {type: string, description: the main person, max_length: 60}\n"),
-    "example added": ("fields:\n", "examples:\n  - {text: 'Ada, born 1815', answer: {person: Ada, born: 1815}}\nfields:\n"),
+        "  person: {type: string, description: the main person, max_length: 60}\n",
+    ),
+    "example added": (
+        "fields:\n",
+        "examples:\n  - {text: 'Ada, born 1815', answer: {person: Ada, born: 1815}}\nfields:\n",
+    ),
 }
 
 
@@ -77,12 +87,21 @@ def test_meaningful_edit_changes_the_version(tmp_path: Path, edit: str) -> None:
 
 def _extract_all(store: DuckDBStore, task: ExtractionTask, docs: list[Document]) -> None:
     version = task.version("m", GEN)
-    results = [ItemResult(d.doc_id, d.content_hash, "ok", {"person": "x", "born": None})
-               for d in docs]
-    call = CallRecord("c-" + version + task.name, "u", len(docs), 1, 1, 1, 0.1, "stop",
-                      len(docs), 0, None, 0.0)
-    store.record_outcomes([CallOutcome(call, results)], run_id="r", corpus="c", task=task.name,
-                          task_version=version, backend="vllm", model="m")
+    results = [
+        ItemResult(d.doc_id, d.content_hash, "ok", {"person": "x", "born": None}) for d in docs
+    ]
+    call = CallRecord(
+        "c-" + version + task.name, "u", len(docs), 1, 1, 1, 0.1, "stop", len(docs), 0, None, 0.0
+    )
+    store.record_outcomes(
+        [CallOutcome(call, results)],
+        run_id="r",
+        corpus="c",
+        task=task.name,
+        task_version=version,
+        backend="vllm",
+        model="m",
+    )
 
 
 def test_store_re_extracts_after_a_meaningful_edit_only(tmp_path: Path) -> None:
@@ -117,8 +136,11 @@ def test_examples_are_in_the_static_system_message(tmp_path: Path) -> None:
     system = system_message(task)
     assert "Example 1 text:\nAda, born 1815\nExample 1 answer:\n" in system
     assert '{"person":"Ada","born":1815}' in system
-    assert system.index("Fields of each answer") < system.index("Example 1") < system.index(
-        "Input format")
+    assert (
+        system.index("Fields of each answer")
+        < system.index("Example 1")
+        < system.index("Input format")
+    )
     one = build_messages(task, [Document.make("c", "a", "Bob, 1900")])
     two = build_messages(task, [Document.make("c", "b", "Eve"), Document.make("c", "x", "y")])
     assert one[0] == two[0]
@@ -141,20 +163,33 @@ def test_typed_table_columns_follow_the_spec_types(tmp_path: Path) -> None:
     path.write_text(
         "name: typed\ninstructions: x\noutput_tokens_per_item: 10\nfields:\n"
         "  s: {type: string}\n  i: {type: integer}\n  n: {type: number}\n  b: {type: boolean}\n"
-        "  d: {type: date, nullable: true}\n  tags: {type: list, items: {type: string}}\n")
+        "  d: {type: date, nullable: true}\n  tags: {type: list, items: {type: string}}\n"
+    )
     task = load_task(str(path))
     store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
     doc = Document.make("c", "a", "text")
     store.sync_documents("c", [doc], "r0")
     answer = {"s": "x", "i": 1, "n": 1.5, "b": True, "d": "2024-02-29", "tags": ["t"]}
     call = CallRecord("c1", "u", 1, 1, 1, 1, 0.1, "stop", 1, 0, None, 0.0)
-    store.record_outcomes([CallOutcome(call, [ItemResult("a", doc.content_hash, "ok", answer)])],
-                          run_id="r", corpus="c", task="typed",
-                          task_version=task.version("m", GEN), backend="vllm", model="m")
+    store.record_outcomes(
+        [CallOutcome(call, [ItemResult("a", doc.content_hash, "ok", answer)])],
+        run_id="r",
+        corpus="c",
+        task="typed",
+        task_version=task.version("m", GEN),
+        backend="vllm",
+        model="m",
+    )
     view = store.ensure_task_view(task.name, task.item_model)
     with store.connect(read_only=True) as con:
         types = {r[0]: r[1] for r in con.execute(f"DESCRIBE {view}").fetchall()}
         row = con.execute(f"SELECT d, i, tags FROM {view}").fetchone()
     assert [types[c] for c in ("s", "i", "n", "b", "d", "tags")] == [
-        "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DATE", "VARCHAR[]"]
+        "VARCHAR",
+        "BIGINT",
+        "DOUBLE",
+        "BOOLEAN",
+        "DATE",
+        "VARCHAR[]",
+    ]
     assert str(row[0]) == "2024-02-29" and row[1] == 1 and row[2] == ["t"]

@@ -54,7 +54,15 @@ def test_yaml_spec_compiles_to_the_model_it_describes(tmp_path: Path) -> None:
     task = load_task(str(write(tmp_path, INVOICE)))
     assert task.name == "invoice" and task.output_tokens_per_item == 200
     assert list(task.item_model.model_fields) == [
-        "vendor", "issued", "total", "count", "currency", "paid", "tags", "lines"]
+        "vendor",
+        "issued",
+        "total",
+        "count",
+        "currency",
+        "paid",
+        "tags",
+        "lines",
+    ]
     props = task.item_schema()["properties"]
     assert props["vendor"] == {"type": "string", "maxLength": 80, "description": "the seller"}
     assert props["issued"]["anyOf"][1] == {"type": "null"}
@@ -92,20 +100,27 @@ def test_json_spec_and_yaml_spec_are_the_same_task(tmp_path: Path) -> None:
         (("min: 1, max: 99", "min: 100, max: 99"), "fields.count", "above max"),
         (("min: 1, max: 99", "min: 1.5"), "fields.count", "whole number"),
         (("enum: [EUR, USD]", "enum: [EUR, 3]"), "fields.currency", "not of type string"),
-        (("type: list, max_items: 3, items: {type: string, max_length: 20}", "type: list"),
-         "fields.tags", "needs 'items'"),
+        (
+            ("type: list, max_items: 3, items: {type: string, max_length: 20}", "type: list"),
+            "fields.tags",
+            "needs 'items'",
+        ),
         (("  paid: {type", "  paid-flag: {type"), "fields.paid-flag", "field name"),
         (("  paid: {type", "  copy: {type"), "fields.copy", "reserved"),
         (("name: invoice", "name: Invoice Data"), "<spec>", "task name"),
         (("instructions: |\n  You extract invoice data.\n", ""), "instructions", "missing"),
         (("currency: EUR", "currency: GBP"), "examples[0].answer.currency", "Input should be"),
         (("count: 2,", "count: 0,"), "examples[0].answer.count", "greater than or equal"),
-        (("output_tokens_per_item: 200", "output_tokens_per_item: 0"), "output_tokens_per_item",
-         "greater than"),
+        (
+            ("output_tokens_per_item: 200", "output_tokens_per_item: 0"),
+            "output_tokens_per_item",
+            "greater than",
+        ),
     ],
 )
-def test_bad_spec_names_file_field_and_problem(tmp_path: Path, edit: tuple[str, str], where: str,
-                                               problem: str) -> None:
+def test_bad_spec_names_file_field_and_problem(
+    tmp_path: Path, edit: tuple[str, str], where: str, problem: str
+) -> None:
     assert edit[0] in INVOICE
     path = write(tmp_path, INVOICE.replace(edit[0], edit[1], 1))
     with pytest.raises(TaskSpecError) as caught:
@@ -128,7 +143,7 @@ def test_unreadable_specs_are_named(tmp_path: Path) -> None:
         load_task(str(write(tmp_path, "- a\n- b\n")))
 
 
-USER_MODULE = '''
+USER_MODULE = """
 from pydantic import BaseModel, Field
 from extraction_assets.tasks import ExtractionTask, FewShotExample
 
@@ -142,7 +157,7 @@ INVOICE = ExtractionTask(
     examples=(FewShotExample("ACME: 3 EUR", {"vendor": "ACME", "total": 3}),),
 )
 NOT_A_TASK = 42
-'''
+"""
 
 
 def test_python_task_by_import_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,15 +195,22 @@ def test_builtin_translation_spec_is_the_former_python_task() -> None:
 
     class Translation(BaseModel):
         source_language: str = Field(
-            max_length=40, description="the language of the item's text, in English, e.g. Arabic")
+            max_length=40, description="the language of the item's text, in English, e.g. Arabic"
+        )
         translation_en: str = Field(
-            max_length=3000, description="faithful English translation of the whole item text")
+            max_length=3000, description="faithful English translation of the whole item text"
+        )
 
     python_task = ExtractionTask(
-        name="translation", description="", item_model=Translation,
+        name="translation",
+        description="",
+        item_model=Translation,
         instructions="You translate texts into English. For each item, translate the item's "
         "whole text faithfully and name its language. Keep proper names transliterated; do not "
-        "add commentary.", output_tokens_per_item=64, output_tokens_per_input_token=1.5)
+        "add commentary.",
+        output_tokens_per_item=64,
+        output_tokens_per_input_token=1.5,
+    )
     spec_task = load_task("translation")
     assert BUILTIN_TASKS["translation"].endswith("translation.yaml")
     assert spec_task.item_schema() == python_task.item_schema()

@@ -25,7 +25,7 @@ examples:
   - text: "Marie Curie (born 1867) was a physicist."
     answer: {person: Marie Curie, born: 1867}
 """
-MODULE = '''
+MODULE = """
 from pydantic import BaseModel, Field
 from extraction_assets.tasks import ExtractionTask
 
@@ -34,21 +34,30 @@ class Place(BaseModel):
 
 PLACES = ExtractionTask(name="places", description="Cities.", item_model=Place,
                         instructions="Name the city the text mentions.", output_tokens_per_item=40)
-'''
+"""
 DOCS = [
     {"id": "ada", "text": "Ada Lovelace was born in 1815 in London."},
     {"id": "alan", "text": "Alan Turing was born in 1912 in London."},
 ]
-GOLD = [{"id": "ada", "lang": "en", "fields": {"person": "Ada Lovelace", "born": 1815}},
-        {"id": "alan", "lang": "en", "fields": {"person": "Alan Turing", "born": 1912}},
-        {"id": "elsewhere", "fields": {"person": "Nobody"}}]  # not in this corpus: not scored
-CFG = {"ops": {f"{t}_extractions": {"config": {"items_per_call": 1, "max_concurrency": 4,
-                                               "retry_limit": 1}} for t in ("people", "places")}}
+GOLD = [
+    {"id": "ada", "lang": "en", "fields": {"person": "Ada Lovelace", "born": 1815}},
+    {"id": "alan", "lang": "en", "fields": {"person": "Alan Turing", "born": 1912}},
+    {"id": "elsewhere", "fields": {"person": "Nobody"}},
+]  # not in this corpus: not scored
+CFG = {
+    "ops": {
+        f"{t}_extractions": {
+            "config": {"items_per_call": 1, "max_concurrency": 4, "retry_limit": 1}
+        }
+        for t in ("people", "places")
+    }
+}
 
 
 @pytest.mark.vllm
-def test_user_tasks_in_both_forms_through_the_job(tmp_path: Path, monkeypatch, vllm_url: str,
-                                                  vllm_model: str) -> None:  # type: ignore[no-untyped-def]
+def test_user_tasks_in_both_forms_through_the_job(
+    tmp_path: Path, monkeypatch, vllm_url: str, vllm_model: str
+) -> None:  # type: ignore[no-untyped-def]
     user = tmp_path / "user_project"
     (user / "user_tasks_pkg").mkdir(parents=True)
     (user / "user_tasks_pkg" / "__init__.py").write_text(MODULE)
@@ -58,8 +67,9 @@ def test_user_tasks_in_both_forms_through_the_job(tmp_path: Path, monkeypatch, v
     monkeypatch.syspath_prepend(str(user))
     monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "sample")
     monkeypatch.setenv("EXTRACTION_GOLD_THRESHOLD", "0")
-    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model,
-                            tasks=f"{spec},user_tasks_pkg:PLACES")
+    settings = make_project(
+        tmp_path, monkeypatch, vllm_url, vllm_model, tasks=f"{spec},user_tasks_pkg:PLACES"
+    )
     write_jsonl(settings.source_root / "notes" / "docs.jsonl", DOCS)
 
     with real_instance(tmp_path / "dagster_home") as instance:
@@ -84,7 +94,11 @@ def test_user_tasks_in_both_forms_through_the_job(tmp_path: Path, monkeypatch, v
         p = project(settings, instance)
         second = p.run("notes", CFG)
         assert second.success
-        per_task = dict(p.query(
-            "SELECT task, count(*) FROM extraction_history WHERE replaced_by_run_id = ? "
-            "GROUP BY task", [second.run_id]))
+        per_task = dict(
+            p.query(
+                "SELECT task, count(*) FROM extraction_history WHERE replaced_by_run_id = ? "
+                "GROUP BY task",
+                [second.run_id],
+            )
+        )
         assert per_task == {"people": 2}

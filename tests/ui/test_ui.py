@@ -19,8 +19,7 @@ import pytest
 
 from tests.ui.servers import ARTIFACTS, dagster_project, sample_documents, write_corpus
 
-pytestmark = [pytest.mark.vllm, pytest.mark.dagster_daemon, pytest.mark.browser,
-              pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.dagster_daemon, pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
