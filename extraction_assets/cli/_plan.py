@@ -54,8 +54,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if llm.backend == "openai":
         from extraction_assets.forecast import PRICES_AS_OF
 
-        print(f"(cost: built-in OpenAI list prices of {PRICES_AS_OF}, to be checked against "
-              "https://openai.com/api/pricing; EXTRACTION_PRICES overrides them)")
+        print(
+            f"(cost: built-in OpenAI list prices of {PRICES_AS_OF}, to be checked against "
+            "https://openai.com/api/pricing; EXTRACTION_PRICES overrides them)"
+        )
     return 0
 
 
