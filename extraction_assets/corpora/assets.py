@@ -1,6 +1,7 @@
 """The corpus documents asset: a corpus folder on disk, synced into the store's documents table."""
 
 import time
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -13,19 +14,44 @@ from resources.store import DuckDBStore
 OWNERS = ["team:data-extraction"]
 
 
-@dg.asset(
-    partitions_def=corpus_partitions,
-    group_name="corpora",
-    kinds={"duckdb", "json"},
-    owners=OWNERS,
-    pool="duckdb_document_sync",
-    description=(
-        "The documents of one corpus (one partition per corpus folder under the source root), upserted "
-        "into the store by id and content hash. Documents gone from the source are tombstoned, never erased."
-    ),
-)
-def corpus_documents(
-    context: dg.AssetExecutionContext, store: DuckDBStore, settings: dg.ResourceParam[Settings]
+def build_corpus_documents(
+    settings: Settings | None = None,
+    *,
+    partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
+    key_prefix: Sequence[str] = (),
+    store_key: str = "store",
+    settings_key: str = "settings",
+) -> dg.AssetsDefinition:
+    """The corpus documents asset over ``partitions_def``; ``settings`` None takes them from the
+    ``settings_key`` resource at run time. A component's extraction passes its own settings,
+    partitions, key prefix and store resource key, so several extractions live in one code
+    location."""
+    resource_keys = {store_key} if settings is not None else {store_key, settings_key}
+
+    @dg.asset(
+        key=[*key_prefix, "corpus_documents"],
+        partitions_def=partitions_def,
+        group_name=key_prefix[0] if key_prefix else "corpora",
+        kinds={"duckdb"},
+        owners=OWNERS,
+        pool="duckdb_document_sync",
+        required_resource_keys=resource_keys,
+        description=(
+            "The documents of one corpus (one partition per corpus folder under the source root), "
+            "upserted into the store by id and content hash. Documents gone from the source are "
+            "tombstoned, never erased."
+        ),
+    )
+    def corpus_documents(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        store: DuckDBStore = getattr(context.resources, store_key)
+        given = settings if settings is not None else getattr(context.resources, settings_key)
+        return sync_corpus_partition(context, store, given)
+
+    return corpus_documents
+
+
+def sync_corpus_partition(
+    context: dg.AssetExecutionContext, store: DuckDBStore, settings: Settings
 ) -> dg.MaterializeResult:
     corpus = context.partition_key
     limit = settings.max_file_bytes
@@ -63,3 +89,6 @@ def corpus_documents(
             "store": dg.MetadataValue.path(store.path),
         }
     )
+
+
+corpus_documents = build_corpus_documents()

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from extraction_assets.corpora.partitions import CORPORA
+from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.corpora.sources import list_corpora
 from extraction_assets.settings import Settings
 
@@ -18,9 +18,12 @@ def build_catch_up_schedule(
     target: Any,  # the job made by dg.define_asset_job (its class is not public)
     settings: Settings,
     default_status: dg.DefaultScheduleStatus,
+    *,
+    name: str = "catch_up_schedule",
+    partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name="catch_up_schedule",
+        name=name,
         target=target,
         cron_schedule=settings.schedule_cron,
         default_status=default_status,
@@ -32,7 +35,7 @@ def build_catch_up_schedule(
     def catch_up_schedule(
         context: dg.ScheduleEvaluationContext,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        partitions = set(context.instance.get_dynamic_partitions(CORPORA))
+        partitions = set(context.instance.get_dynamic_partitions(partitions_def.name))
         corpora = sorted(partitions & set(list_corpora(settings.source_root)))
         if not corpora:
             return dg.SkipReason("no corpus partition with a folder (the source sensor adds them)")

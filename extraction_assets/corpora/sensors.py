@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from extraction_assets.corpora.partitions import CORPORA, corpus_partitions
+from extraction_assets.corpora.partitions import corpus_partitions
 from extraction_assets.corpora.sources import corpus_fingerprint, list_corpora
 from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG, evaluate_freshness
 from extraction_assets.settings import Settings
@@ -73,12 +73,15 @@ def build_source_sensor(
     default_status: dg.DefaultSensorStatus,
     freshness_keys: Sequence[dg.AssetKey] = (),
     max_lag: timedelta = DEFAULT_MAX_LAG,
+    *,
+    name: str = "corpus_source_sensor",
+    partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
 ) -> dg.SensorDefinition:
     """The sensor; `freshness_keys`: the extraction assets whose `source_freshness` it reports."""
     root = settings.source_root
 
     @dg.sensor(
-        name="corpus_source_sensor",
+        name=name,
         target=target,
         minimum_interval_seconds=settings.sensor_interval_s,
         default_status=default_status,
@@ -91,7 +94,7 @@ def build_source_sensor(
     def corpus_source_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous, reported = _read_cursor(context.cursor)
         corpora = list_corpora(root)
-        known = set(context.instance.get_dynamic_partitions(CORPORA))
+        known = set(context.instance.get_dynamic_partitions(partitions_def.name))
         new_partitions = [c for c in corpora if c not in known]
         removed = sorted(known - set(corpora))
         fingerprints = {c: corpus_fingerprint(root, c) for c in corpora}
@@ -111,9 +114,9 @@ def build_source_sensor(
         )
         requests: list[Any] = []
         if new_partitions:
-            requests.append(corpus_partitions.build_add_request(new_partitions))
+            requests.append(partitions_def.build_add_request(new_partitions))
         if removed:
-            requests.append(corpus_partitions.build_delete_request(removed))
+            requests.append(partitions_def.build_delete_request(removed))
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(

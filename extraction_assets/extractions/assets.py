@@ -119,12 +119,18 @@ def build_task_assets(
     key_prefix: Sequence[str] = (),
     retry_policy: dg.RetryPolicy = EXTRACTION_RETRY_POLICY,
     max_lag: timedelta = DEFAULT_MAX_LAG,
+    partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
+    documents: dg.AssetsDefinition = corpus_documents,
+    group_name: str | None = None,
+    llm_key: str = "llm",
+    store_key: str = "store",
 ) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     """The extractions and typed-table assets of one task over the corpora of `settings.source_root`,
     and the extraction's checks (extractions/checks.py).
 
     `code_version` is the task version for the configured model, so a changed prompt, schema or model
-    shows up in the UI as a code version change (and the store re-extracts on its own).
+    shows up in the UI as a code version change (and the store re-extracts on its own). A component's
+    extraction passes its own partitions, documents asset, group and resource keys.
     """
     prefix = list(key_prefix)
     code_version = task.version(llm.model, llm.get_client().generation_params())
@@ -133,9 +139,10 @@ def build_task_assets(
 
     @dg.asset(
         key=extractions_key,
-        partitions_def=corpus_partitions,
-        deps=[corpus_documents],
-        group_name="extractions",
+        partitions_def=partitions_def,
+        deps=[documents],
+        group_name=group_name or "extractions",
+        required_resource_keys={llm_key, store_key},
         kinds={"duckdb", "python"},
         owners=OWNERS,
         code_version=code_version,
@@ -154,11 +161,10 @@ def build_task_assets(
         ),
     )
     async def extractions(
-        context: dg.AssetExecutionContext,
-        config: ExtractionConfig,
-        llm: LLMResource,
-        store: DuckDBStore,
+        context: dg.AssetExecutionContext, config: ExtractionConfig
     ) -> dg.MaterializeResult:
+        llm: LLMResource = getattr(context.resources, llm_key)
+        store: DuckDBStore = getattr(context.resources, store_key)
         corpus = context.partition_key
 
         def show_forecast(forecast: Forecast) -> None:
@@ -208,9 +214,10 @@ def build_task_assets(
 
     @dg.asset(
         key=table_key,
-        partitions_def=corpus_partitions,
+        partitions_def=partitions_def,
         deps=[extractions],
-        group_name="tables",
+        group_name=group_name or "tables",
+        required_resource_keys={store_key},
         kinds={"duckdb", "parquet"},
         owners=OWNERS,
         code_version=code_version,
@@ -222,8 +229,9 @@ def build_task_assets(
         ),
     )
     def table(
-        context: dg.AssetExecutionContext, store: DuckDBStore
+        context: dg.AssetExecutionContext,
     ) -> Iterator[dg.MaterializeResult | dg.AssetObservation]:
+        store: DuckDBStore = getattr(context.resources, store_key)
         corpus = context.partition_key
         export = settings.export_dir / task.name / f"{corpus}.parquet"
         upstream = _data_version(context.instance, extractions_key, corpus)
@@ -257,7 +265,15 @@ def build_task_assets(
             data_version=dg.DataVersion(upstream) if upstream else None,
         )
 
-    checks = build_task_checks(task, settings, extractions_key, max_lag)
+    checks = build_task_checks(
+        task,
+        settings,
+        extractions_key,
+        max_lag,
+        partitions_def=partitions_def,
+        llm_key=llm_key,
+        store_key=store_key,
+    )
     return [extractions, table, *checks]
 
 

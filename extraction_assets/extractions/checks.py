@@ -72,6 +72,10 @@ def build_task_checks(
     settings: Settings,
     extractions_key: dg.AssetKey,
     max_lag: timedelta = DEFAULT_MAX_LAG,
+    *,
+    partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
+    llm_key: str = "llm",
+    store_key: str = "store",
 ) -> list[dg.AssetChecksDefinition]:
     """coverage, validity (blocking), source_freshness and, when a gold set is configured for the
     task, gold_sample: checks of `extractions_key`, one evaluation per corpus partition."""
@@ -84,7 +88,8 @@ def build_task_checks(
             decorator = dg.asset_check(
                 asset=extractions_key,
                 name=name,
-                partitions_def=corpus_partitions,
+                partitions_def=partitions_def,
+                required_resource_keys=kwargs.pop("required_resource_keys", {store_key}),
                 description=kwargs.pop("description", CHECK_NAMES.get(name)),
                 **kwargs,
             )
@@ -109,7 +114,8 @@ def build_task_checks(
         )
 
     @check("coverage")
-    def coverage(context: dg.AssetCheckExecutionContext, store: DuckDBStore) -> dg.AssetCheckResult:
+    def coverage(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store: DuckDBStore = getattr(context.resources, store_key)
         run = extraction(context)
         if run is None:
             return not_extracted("coverage", dg.AssetCheckSeverity.WARN)
@@ -129,8 +135,9 @@ def build_task_checks(
 
     @check("validity", blocking=True)
     def validity(
-        context: dg.AssetCheckExecutionContext, config: ValidityConfig, store: DuckDBStore
+        context: dg.AssetCheckExecutionContext, config: ValidityConfig
     ) -> dg.AssetCheckResult:
+        store: DuckDBStore = getattr(context.resources, store_key)
         run = extraction(context)
         if run is None:
             return not_extracted("validity", dg.AssetCheckSeverity.ERROR)
@@ -165,9 +172,8 @@ def build_task_checks(
         )
 
     @check("source_freshness")
-    def source_freshness(
-        context: dg.AssetCheckExecutionContext, store: DuckDBStore
-    ) -> dg.AssetCheckResult:
+    def source_freshness(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        store: DuckDBStore = getattr(context.resources, store_key)
         corpus = context.partition_key
         record = latest_materialization(context.instance, extractions_key, corpus)
         fresh = evaluate_freshness(
@@ -192,11 +198,15 @@ def build_task_checks(
     checks = [coverage, validity, source_freshness]
     if gold_sets_for(task, settings):
 
-        @check(GOLD_CHECK, description=GOLD_CHECK_DESCRIPTION)
-        async def gold_sample(
-            context: dg.AssetCheckExecutionContext, llm: LLMResource, store: DuckDBStore
-        ) -> dg.AssetCheckResult:
+        @check(
+            GOLD_CHECK,
+            description=GOLD_CHECK_DESCRIPTION,
+            required_resource_keys={llm_key, store_key},
+        )
+        async def gold_sample(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
             """Scored with the recipe the extraction used; an error in it warns."""
+            llm: LLMResource = getattr(context.resources, llm_key)
+            store: DuckDBStore = getattr(context.resources, store_key)
             run = extraction(context)
             if run is None:
                 return not_extracted(GOLD_CHECK, dg.AssetCheckSeverity.WARN)
