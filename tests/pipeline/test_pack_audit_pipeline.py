@@ -9,7 +9,7 @@ import pytest
 
 from tests.pipeline.helpers import make_project, project, real_instance, small_sample, write_jsonl
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 CFG = {
     "ops": {
