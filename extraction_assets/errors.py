@@ -4,7 +4,8 @@
     ├── CorpusError (ValueError)            a corpus on disk cannot be read as it is
     ├── StoreError (RuntimeError)           the DuckDB store
     │   ├── StoreLockedError                another process kept the file locked
-    │   └── StoreWriteError                 a write failed and was rolled back
+    │   ├── StoreWriteError                 a write failed and was rolled back
+    │   └── LakeUnavailableError            a DuckLake catalog or its extensions cannot be reached
     ├── LLMError                            talking to the LLM server
     │   ├── TransportError                  unreachable or kept failing (timeouts, 429, 5xx)
     │   ├── ContextLengthError              the request does not fit the model's context
@@ -30,6 +31,7 @@ __all__ = [
     "GoldError",
     "GoldFileError",
     "GoldFileMissingError",
+    "LakeUnavailableError",
     "LLMError",
     "ModelUnavailable",
     "RequestRejectedError",
@@ -72,6 +74,10 @@ class StoreLockedError(StoreError):
 
 class StoreWriteError(StoreError):
     """A write failed (disk full, I/O error); the transaction was rolled back."""
+
+
+class LakeUnavailableError(StoreError):
+    """A DuckLake store cannot be attached: its extensions, catalog database or data path."""
 
 
 # --- the LLM: transport and context -----------------------------------------------------------

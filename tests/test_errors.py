@@ -39,6 +39,7 @@ def test_all_lists_every_public_class_once() -> None:
         ("StoreError", (errors.ExtractionError, RuntimeError)),
         ("StoreLockedError", (errors.StoreError, RuntimeError)),
         ("StoreWriteError", (errors.StoreError, RuntimeError)),
+        ("LakeUnavailableError", (errors.StoreError, RuntimeError)),
         ("LLMError", (errors.ExtractionError,)),
         ("TransportError", (errors.LLMError,)),
         ("ContextLengthError", (errors.LLMError,)),

@@ -11,7 +11,7 @@ import fcntl
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 import duckdb
@@ -19,13 +19,14 @@ from pydantic import BaseModel, PrivateAttr
 
 from extraction_assets.errors import StoreWriteError
 from extraction_assets.types import CallOutcome, CorpusScan, Document
-from resources.store import _documents, _outcomes, _reports, _views
+from resources.store import _documents, _lake, _outcomes, _reports, _views
 from resources.store._connection import committed, is_lock_error, open_connection, write_lock
 from resources.store._documents import DocumentSync, pending_params
 from resources.store._outcomes import CallContext
-from resources.store._schema import DDL, migrate, task_view_sql
+from resources.store._schema import ADDED_EXTRACTION_COLUMNS, DDL, migrate, task_view_sql
 from resources.store._writer import GroupCommitWriter
 
+_T = TypeVar("_T")
 _CONTEXT_FIELDS = ("run_id", "corpus", "task", "task_version", "backend", "model")
 
 
@@ -42,7 +43,9 @@ def _call_context(context: CallContext | None, fields: dict[str, str]) -> CallCo
 
 
 class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used unparametrised
-    """The extraction store in one DuckDB file; every method is one short transaction.
+    """The extraction store: one DuckDB file, or a DuckLake catalog shared by several machines
+    (``path`` = ``ducklake:postgres:<conninfo>`` with ``data_path``); every method is one short
+    transaction.
 
     Data never reaches SQL text: values, corpus and task names are parameters. The only
     identifiers spliced into SQL (typed view names and columns) are validated and quoted.
@@ -54,7 +57,10 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     provenance) and the document simply stays pending.
     """
 
+    # A DuckDB file, or ``ducklake:postgres:dbname=... host=...`` (a DuckLake catalog).
     path: str
+    # The lake's data folder (object storage on real machines); only for a DuckLake store.
+    data_path: str = ""
     lock_timeout_s: float = 60.0
     # DuckDB's buffer pool per process (it spills to disk beyond); its default is 80% of RAM.
     memory_limit: str = "512MB"
@@ -63,8 +69,30 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
 
     # --- connections ---------------------------------------------------------------------------
 
+    @property
+    def is_lake(self) -> bool:
+        """Whether this store is a DuckLake catalog (shared by machines) rather than a file."""
+        return _lake.is_lake(self.path)
+
+    @property
+    def location(self) -> str:
+        """Where the store is, fit for logs and metadata (a catalog password is masked)."""
+        return _lake.redact(self.path) if self.is_lake else self.path
+
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        if self.is_lake:
+            return _lake.open_lake(self.path, self.data_path, read_only, self.memory_limit)
         return open_connection(self.path, read_only, self.lock_timeout_s, self.memory_limit)
+
+    def _write(self, work: Callable[[duckdb.DuckDBPyConnection], _T], ensure: bool = True) -> _T:
+        """Run ``work`` in one write transaction; on a lake, again while it loses a conflict
+        with a concurrent commit (``work`` must be safe to run again)."""
+
+        def once() -> _T:
+            with self._transaction(ensure) as con:
+                return work(con)
+
+        return _lake.retry_conflicts(once) if self.is_lake else once()
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -96,21 +124,29 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
                 if is_lock_error(exc):
                     raise
                 raise StoreWriteError(
-                    f"write to DuckDB store {self.path} failed and was rolled back: {exc}"
+                    f"write to DuckDB store {self.location} failed and was rolled back: {exc}"
                 ) from exc
             finally:
                 con.close()
 
     def ensure_schema(self) -> None:
         """Create the tables if they do not exist (once per resource object)."""
-        if self._schema_ready and os.path.exists(self.path):
+        if self._schema_ready and (self.is_lake or os.path.exists(self.path)):
             return
-        if os.path.dirname(self.path):
+        if not self.is_lake and os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        with self._transaction(ensure=False) as con:
-            for statement in DDL:
+        if self.is_lake:
+            added = [f"{name} {kind.split()[0]}" for name, kind, _ in ADDED_EXTRACTION_COLUMNS]
+            ddl = _lake.lake_ddl(DDL, {"extractions": added, "extraction_history": added})
+        else:
+            ddl = DDL
+
+        def create(con: duckdb.DuckDBPyConnection) -> None:
+            for statement in ddl:
                 con.execute(statement)
             migrate(con)
+
+        self._write(create, ensure=False)
         self._schema_ready = True
 
     # --- documents -------------------------------------------------------------------------------
@@ -123,9 +159,16 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         Documents stream into a temporary table in chunks; if the iterable raises (a corpus
         error found late), nothing is written.
         """
-        with self._write_connection() as con:
-            _documents.stream_incoming(con, corpus, documents)
+        read: list[Document] | None = None
+
+        def sync(con: duckdb.DuckDBPyConnection) -> DocumentSync:
+            nonlocal read
+            if self.is_lake:  # a lost conflict runs the sync again: keep what it reads
+                read = list(documents) if read is None else read
+            _documents.stream_incoming(con, corpus, documents if read is None else read)
             return _documents.apply_incoming(con, corpus, run_id, source=None)
+
+        return self._sync(sync)
 
     def sync_corpus(
         self,
@@ -137,8 +180,14 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         else read by DuckDB (plain NDJSON) or streamed from ``documents()`` (the Python reader,
         the reference: it also names the document behind any error). Nothing is written unless
         the whole corpus reads cleanly."""
-        with self._write_connection() as con:
-            return _documents.sync_scanned(con, scan, run_id, documents)
+        return self._sync(lambda con: _documents.sync_scanned(con, scan, run_id, documents))
+
+    def _sync(self, sync: Callable[[duckdb.DuckDBPyConnection], DocumentSync]) -> DocumentSync:
+        def once() -> DocumentSync:
+            with self._write_connection() as con:
+                return sync(con)
+
+        return _lake.retry_conflicts(once) if self.is_lake else once()
 
     def synced_fingerprint(self, corpus: str) -> str | None:
         """The source fingerprint the corpus was last synced from (None before the first sync)."""
@@ -208,7 +257,14 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     ) -> Iterator[None]:
         """Hold while extracting one corpus for one task: a second run of the same corpus (two CLI
         runs, a UI launch next to a CLI run) waits here instead of extracting the same documents
-        again. An OS file lock, released when the process dies (even by SIGKILL)."""
+        again. An OS file lock, released when the process dies (even by SIGKILL); on a lake, an
+        advisory lock in the catalog database, which holds across machines."""
+        if self.is_lake:
+            with _lake.advisory_lock(
+                self.path, f"extract\0{corpus}\0{task}", on_wait, f"corpus {corpus!r}, task {task}"
+            ):
+                yield
+            return
         key = hashlib.sha256(f"{corpus}\0{task}".encode()).hexdigest()[:24]
         folder = f"{self.path}.locks"
         os.makedirs(folder, exist_ok=True)
@@ -250,8 +306,7 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         and the field-level differences go to ``changes`` as 're-extracted' rows.
         """
         ctx = _call_context(context, fields)
-        with self._transaction() as con:
-            _outcomes.record_calls(con, outcomes, ctx)
+        self._write(lambda con: _outcomes.record_calls(con, outcomes, ctx))
 
     @contextlib.asynccontextmanager
     async def outcome_writer(
@@ -263,12 +318,25 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     ) -> AsyncIterator[GroupCommitWriter[CallOutcome]]:
         """An async writer for the engine's call outcomes.
 
-        ``write`` returns once the call is in this run's journal (fsync'd); the journal is merged
-        into the store every ``merge_interval_s`` and when the block exits. Why not a store
-        transaction per call: see resources/store/_journal.py. If the last merge fails, the
-        journal stays for the next run's ``recover_journals``.
+        On a DuckDB file, ``write`` returns once the call is in this run's journal (fsync'd); the
+        journal is merged into the store every ``merge_interval_s`` and when the block exits. Why
+        not a store transaction per call: see resources/store/_journal.py. If the last merge
+        fails, the journal stays for the next run's ``recover_journals``.
+
+        On a lake, ``write`` returns once the call is committed to the lake (calls finishing
+        together share a commit): a local journal would die with the worker's disk.
         """
         ctx = _call_context(context, fields)
+        if self.is_lake:
+            writer = GroupCommitWriter(
+                lambda batch: self.record_outcomes(batch, ctx), retry_alone=False
+            )
+            try:
+                yield writer
+            finally:
+                await writer.drained()
+                writer.merges = writer.transactions
+            return
         async with _outcomes.journaled_writer(
             self.path, ctx, self.record_outcomes, merge_interval_s
         ) as writer:
@@ -277,7 +345,9 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     def recover_journals(self) -> int:
         """Merge the journals of writers that died (a killed run) into the store; returns how many
         calls they held. A journal that cannot be merged is renamed ``*.unmergeable`` (and named
-        in the error) rather than blocking every later run."""
+        in the error) rather than blocking every later run. A lake keeps no journals."""
+        if self.is_lake:
+            return 0
         return _outcomes.recover_journals(self.path, self.record_outcomes)
 
     # --- reports ---------------------------------------------------------------------------------
@@ -355,8 +425,7 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     def ensure_task_view(self, task_name: str, item_model: type[BaseModel]) -> str:
         """Create or replace the typed view ``<task>_extractions``; returns its name."""
         view, sql = task_view_sql(task_name, item_model)
-        with self._transaction() as con:
-            con.execute(sql)
+        self._write(lambda con: con.execute(sql))
         return view
 
     def export_parquet(self, task_name: str, path: str, corpus: str | None = None) -> int:
@@ -389,3 +458,14 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         """Rows of the task's typed view (optionally one corpus)."""
         with self.connect(read_only=True) as con:
             return _views.view_rows(con, _views.require_view(con, task_name, self.path), corpus)
+
+    # --- maintenance -----------------------------------------------------------------------------
+
+    def maintain(self, older_than_s: float = 7 * 86400) -> dict[str, int]:
+        """Lake maintenance: compact small files, expire snapshots older than ``older_than_s``,
+        delete unreferenced files; file counts before and after. A DuckDB file needs none."""
+        if not self.is_lake:
+            return {}
+        self.ensure_schema()
+        with self._write_connection() as con:
+            return _lake.maintain(con, older_than_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,9 @@ _ids = itertools.count()
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> DuckDBStore:
-    return DuckDBStore(path=str(tmp_path / "store.duckdb"))
+def store(any_store: DuckDBStore) -> DuckDBStore:
+    """A DuckDB file, and a DuckLake catalog: the rules hold on both."""
+    return any_store
 
 
 def docs(corpus: str = CORPUS, **texts: str) -> list[Document]:
@@ -421,7 +423,7 @@ def test_a_failing_source_mid_sync_writes_nothing(store: DuckDBStore, tmp_path: 
         store.sync_documents(CORPUS, docs(a="A") + docs(a="A2"), "r3")
     # Storage errors are reported as StoreWriteError, and rolled back the same way.
     io_error = duckdb.IOException("No space left on device")
-    with pytest.raises(StoreWriteError, match=str(tmp_path / "store.duckdb")):
+    with pytest.raises(StoreWriteError, match=re.escape(store.location)):
         store.sync_documents(CORPUS, failing_after(many, io_error), "r4")
     assert query(store, "SELECT * FROM documents") == before
     assert query(store, "SELECT count(*) FROM changes WHERE run_id <> 'r1'") == [(0,)]

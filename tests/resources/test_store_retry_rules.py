@@ -91,8 +91,9 @@ def _run(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> DuckDBStore:
-    return DuckDBStore(path=str(tmp_path / "store.duckdb"))
+def store(any_store: DuckDBStore) -> DuckDBStore:
+    """A DuckDB file, and a DuckLake catalog: the rules hold on both."""
+    return any_store
 
 
 def test_an_oversized_document_is_not_re_extracted_by_every_run(store: DuckDBStore) -> None:
