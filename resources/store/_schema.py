@@ -62,22 +62,32 @@ DDL = [
 ]
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Add the columns a store made by an older version lacks, with values the rules keep:
-    an old failed row counts the calls it failed in as runs (what was given up stays so)."""
+def add_missing_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """Add the columns a store made by an older version lacks; (table, column, backfill) of
+    each one added. Its own transaction: DuckDB 1.4 refuses to commit an UPDATE of a table
+    with a primary key in the transaction that altered it."""
+    added = []
     for table in ("extractions", "extraction_history"):
         have = {
             row[0]
             for row in con.execute(
                 "SELECT column_name FROM duckdb_columns() WHERE table_name = ? "
-                "AND schema_name = 'main'",
+                "AND schema_name = 'main' AND database_name = current_database()",
                 [table],
             ).fetchall()
         }
         for name, kind, backfill in ADDED_EXTRACTION_COLUMNS:
             if name not in have:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                con.execute(f"UPDATE {table} SET {name} = {backfill}")
+                added.append((table, name, backfill))
+    return added
+
+
+def backfill(con: duckdb.DuckDBPyConnection, added: list[tuple[str, str, str]]) -> None:
+    """Give the added columns the values the rules keep: an old failed row counts the calls it
+    failed in as runs (what was given up stays so)."""
+    for table, name, value in added:
+        con.execute(f"UPDATE {table} SET {name} = {value}")
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,50}")

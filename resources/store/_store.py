@@ -23,7 +23,13 @@ from resources.store import _documents, _lake, _outcomes, _reports, _views
 from resources.store._connection import committed, is_lock_error, open_connection, write_lock
 from resources.store._documents import DocumentSync, pending_params
 from resources.store._outcomes import CallContext
-from resources.store._schema import ADDED_EXTRACTION_COLUMNS, DDL, migrate, task_view_sql
+from resources.store._schema import (
+    ADDED_EXTRACTION_COLUMNS,
+    DDL,
+    add_missing_columns,
+    backfill,
+    task_view_sql,
+)
 from resources.store._writer import GroupCommitWriter
 
 _T = TypeVar("_T")
@@ -141,12 +147,16 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         else:
             ddl = DDL
 
-        def create(con: duckdb.DuckDBPyConnection) -> None:
+        def create(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
             for statement in ddl:
                 con.execute(statement)
-            migrate(con)
+            return add_missing_columns(con)
 
-        self._write(create, ensure=False)
+        # A crash between the two leaves the columns at their defaults: an older store's
+        # given-up documents get retry_limit more runs; nothing is lost.
+        added = self._write(create, ensure=False)
+        if added:
+            self._write(lambda con: backfill(con, added), ensure=False)
         self._schema_ready = True
 
     # --- documents -------------------------------------------------------------------------------
