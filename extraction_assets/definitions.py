@@ -71,10 +71,18 @@ def build_definitions(
         ],
         resources={
             "llm": llm_resource_from_env(settings),
-            "store": DuckDBStore(path=str(settings.store_path)),
+            "store": store_resource(settings),
             "settings": settings,
         },
     )
+
+
+def store_resource(settings: Settings) -> DuckDBStore:
+    """The store resource; a DuckLake catalog is passed as an EnvVar reference, so its connection
+    string never shows in the UI's resource configuration."""
+    if settings.lake_catalog:
+        return DuckDBStore(path=dg.EnvVar("EXTRACTION_STORE"), data_path=settings.lake_data_path)
+    return DuckDBStore(path=str(settings.store_path))
 
 
 def _defs_folder() -> dg.Definitions:

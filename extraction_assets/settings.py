@@ -56,6 +56,8 @@ class _Environment(_Blank):
     home: Path | None = Field(default=None, validation_alias="EXTRACTION_HOME")
     source_root: Path = Field(default=SAMPLE_SOURCE_ROOT, validation_alias="EXTRACTION_SOURCE_ROOT")
     db: Path | None = Field(default=None, validation_alias="EXTRACTION_DB")
+    store: str | None = Field(default=None, repr=False, validation_alias="EXTRACTION_STORE")
+    lake_data_path: str | None = Field(default=None, validation_alias="EXTRACTION_LAKE_DATA_PATH")
     export_dir: Path | None = Field(default=None, validation_alias="EXTRACTION_EXPORT_DIR")
     tasks: str = Field(default="biography", validation_alias="EXTRACTION_TASKS")
     schedule_cron: str = Field(default="0 2 * * *", validation_alias="EXTRACTION_SCHEDULE_CRON")
@@ -107,7 +109,7 @@ def user_cache_dir() -> Path:
 class Settings:
     home: Path  # EXTRACTION_HOME: store, exports, Dagster home, local server state
     source_root: Path  # EXTRACTION_SOURCE_ROOT: one sub-folder per corpus
-    store_path: Path  # EXTRACTION_DB, default $EXTRACTION_HOME/store.duckdb
+    store_path: Path  # EXTRACTION_STORE (a path) or EXTRACTION_DB; $EXTRACTION_HOME/store.duckdb
     export_dir: Path  # EXTRACTION_EXPORT_DIR: Parquet exports, default $EXTRACTION_HOME/exports
     tasks: tuple[str, ...]  # EXTRACTION_TASKS: comma-separated task references (load_task)
     schedule_cron: str  # EXTRACTION_SCHEDULE_CRON
@@ -128,7 +130,18 @@ class Settings:
     dagster_home: Path | None = None  # DAGSTER_HOME, default $EXTRACTION_HOME/dagster_home
     # EXTRACTION_PRICES: OpenAI prices per million tokens, JSON or a JSON file (forecast.py)
     prices: str | None = None
+    # EXTRACTION_STORE: the store when it is not the local file: `ducklake:postgres:<conninfo>`
+    # (a DuckLake catalog several machines share; the password in PGPASSWORD, never here).
+    lake_catalog: str | None = field(default=None, repr=False)
+    # EXTRACTION_LAKE_DATA_PATH: the lake's data files (object storage on real machines),
+    # default $EXTRACTION_HOME/lake-data
+    lake_data_path: str = ""
     llm: LLMEnvironment = field(default_factory=LLMEnvironment, repr=False)  # LLM_*
+
+    @property
+    def store_location(self) -> str:
+        """What the store resource opens: the DuckLake catalog, else the DuckDB file."""
+        return self.lake_catalog or str(self.store_path)
 
     @property
     def server_dir(self) -> Path:
@@ -142,7 +155,10 @@ class Settings:
         return cls(
             home=root,
             source_root=_abs(env.source_root),
-            store_path=_abs(env.db or root / "store.duckdb"),
+            store_path=_abs(
+                Path(env.store) if env.store and not _lake_catalog(env.store)
+                else env.db or root / "store.duckdb"
+            ),
             export_dir=_abs(env.export_dir or root / "exports"),
             tasks=tuple(t.strip() for t in env.tasks.split(",") if t.strip()),
             schedule_cron=env.schedule_cron,
@@ -158,8 +174,17 @@ class Settings:
             vllm_args=tuple(shlex.split(env.vllm_args)),
             dagster_home=_abs(env.dagster_home or root / "dagster_home"),
             prices=env.prices,
+            lake_catalog=_lake_catalog(env.store),
+            lake_data_path=env.lake_data_path or str(root / "lake-data"),
             llm=LLMEnvironment(),
         )
+
+
+def _lake_catalog(store: str | None) -> str | None:
+    """EXTRACTION_STORE as a DuckLake catalog; None when unset or a file path (the local file)."""
+    if store is not None and store.strip().startswith("ducklake:"):
+        return store.strip()
+    return None
 
 
 def parse_gold_sample(text: str) -> tuple[tuple[str, int | None], ...]:

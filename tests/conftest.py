@@ -66,3 +66,16 @@ def vllm_url(_vllm_server: tuple[str, str]) -> str:
 def vllm_model(_vllm_server: tuple[str, str]) -> str:
     """The served model name to put in requests."""
     return _vllm_server[1]
+
+
+# --- PostgreSQL (the DuckLake catalog) --------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """Conninfo of a real PostgreSQL server for this test session (scripts/postgres), or of
+    $EXTRACTION_TEST_PG."""
+    from tests.postgres import postgres_server
+
+    with postgres_server() as conninfo:
+        yield conninfo

@@ -23,7 +23,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (TaskSpecError, KeyError) as exc:
         print(f"error: {str(exc).strip(chr(34) + chr(39))}", file=sys.stderr)
         return 2
-    if not settings.store_path.exists():
+    if not settings.lake_catalog and not settings.store_path.exists():
         print(
             f"error: no store at {settings.store_path} (EXTRACTION_DB): run an extraction first",
             file=sys.stderr,
@@ -32,7 +32,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     fmt = args.format or _format_of(args.out) or "csv"
     out = args.out or Path(f"{task.name}.{fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    store = DuckDBStore(path=str(settings.store_path))
+    store = DuckDBStore.from_settings(settings)
     # The view follows the task's current fields (the extraction assets create it the same way).
     store.ensure_task_view(task.name, task.item_model)
     rows = store.export(task.name, str(out), fmt, corpus=args.corpus)

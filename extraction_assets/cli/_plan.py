@@ -16,7 +16,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from resources.store import DuckDBStore
 
     settings = Settings.from_env()
-    if not settings.store_path.exists():
+    if not settings.lake_catalog and not settings.store_path.exists():
         print(
             f"error: no store at {settings.store_path} (EXTRACTION_DB): sync or run first",
             file=sys.stderr,
@@ -26,7 +26,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         p.name for p in settings.source_root.iterdir() if p.is_dir() and not p.name.startswith(".")
     )
     llm = LLMResource.from_env(settings.llm)
-    store = DuckDBStore(path=str(settings.store_path))
+    store = DuckDBStore.from_settings(settings)
     prices = price_table(settings.prices or "")
     items: int | str = args.items_per_call
 

@@ -126,7 +126,7 @@ def print_summary(
     from extraction_assets.tasks import load_task
     from resources.store import DuckDBStore
 
-    store = DuckDBStore(path=str(settings.store_path))
+    store = DuckDBStore.from_settings(settings)
     tasks = [load_task(ref) for ref in settings.tasks]
     views = {t.name: store.ensure_task_view(t.name, t.item_model) for t in tasks}
     print("\n== summary ==")
@@ -141,7 +141,7 @@ def print_summary(
     done = store.extracted_in_runs(run_ids)
     rate = done / (elapsed_s / 60) if elapsed_s > 0 else 0.0
     print(f"this run: {done} documents extracted in {elapsed_s:.0f} s ({rate:.1f} items/min)")
-    print(f"DuckDB file: {settings.store_path}")
+    print(f"store: {store.location}")
 
 
 def _int_or_auto(value: str) -> int | str:

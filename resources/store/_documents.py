@@ -198,11 +198,11 @@ def apply_incoming(
     now = utcnow()
     with committed(con):
         counts = apply_sync(con, corpus, run_id, now)
-        if source is None:  # synced from documents, not a folder: the next scan must read it
-            con.execute("DELETE FROM corpus_sources WHERE corpus = ?", [corpus])
-        else:
+        # Delete then insert, not INSERT OR REPLACE: a DuckLake table has no key to replace by.
+        con.execute("DELETE FROM corpus_sources WHERE corpus = ?", [corpus])
+        if source is not None:  # synced from documents, not a folder: the next scan must read it
             con.execute(
-                "INSERT OR REPLACE INTO corpus_sources VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO corpus_sources VALUES (?, ?, ?, ?, ?)",
                 [corpus, source[0], source[1], now, run_id],
             )
 

@@ -76,10 +76,10 @@ def add_missing_columns(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, 
                 [table],
             ).fetchall()
         }
-        for name, kind, backfill in ADDED_EXTRACTION_COLUMNS:
+        for name, kind, value in ADDED_EXTRACTION_COLUMNS:
             if name not in have:
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-                added.append((table, name, backfill))
+                added.append((table, name, value))
     return added
 
 

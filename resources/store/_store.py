@@ -18,6 +18,7 @@ import duckdb
 from pydantic import BaseModel, PrivateAttr
 
 from extraction_assets.errors import StoreWriteError
+from extraction_assets.settings import Settings
 from extraction_assets.types import CallOutcome, CorpusScan, Document
 from resources.store import _documents, _lake, _outcomes, _reports, _views
 from resources.store._connection import committed, is_lock_error, open_connection, write_lock
@@ -72,6 +73,13 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     memory_limit: str = "512MB"
 
     _schema_ready: bool = PrivateAttr(default=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DuckDBStore:
+        """The store the settings name: the DuckLake catalog of EXTRACTION_STORE, else the file."""
+        if settings.lake_catalog:
+            return cls(path=settings.lake_catalog, data_path=settings.lake_data_path)
+        return cls(path=str(settings.store_path))
 
     # --- connections ---------------------------------------------------------------------------
 

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from resources.store import DuckDBStore
-from tests.postgres import create_database, postgres_server
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """Conninfo of a real PostgreSQL server for this test session."""
-    with postgres_server() as conninfo:
-        yield conninfo
+from tests.postgres import create_database
 
 
 @pytest.fixture
