@@ -207,11 +207,12 @@ def measured_rate(
 ) -> tuple[float, int] | None:
     """(items per minute, runs measured) over the latest `runs` runs of this backend, model and
     task whose calls were mostly packs of `items_per_call` (wall time from the first call's start
-    to the last call's end); None when no such run is stored."""
+    to the last call's end, per run and corpus: a run's gold check extracts its own pseudo-corpus
+    after the corpus, and the time between is not extraction); None when no such run is stored."""
     row = con.execute(
         """
         WITH per_run AS (
-            SELECT run_id,
+            SELECT run_id, corpus,
                    sum(ok_items + failed_items) AS items,
                    epoch(max(started_at + to_microseconds(CAST(latency_s * 1e6 AS BIGINT))))
                      - epoch(min(started_at)) AS wall_s,
@@ -220,7 +221,7 @@ def measured_rate(
             FROM calls
             WHERE backend = $backend AND model = $model AND task = $task
               AND started_at IS NOT NULL AND call_id NOT LIKE 'nocall-%'
-            GROUP BY run_id
+            GROUP BY run_id, corpus
         ), recent AS (
             SELECT * FROM per_run WHERE pack = $n AND items > 0 AND wall_s > 0
             ORDER BY last_call DESC LIMIT $runs

@@ -193,3 +193,20 @@ def test_a_dated_model_snapshot_costs_what_its_model_costs() -> None:
     assert price_for("gpt-4o-2024-08-06", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4o"]
     assert price_for("gpt-4.1-mini", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4.1-mini"]
     assert price_for("llama-3", DEFAULT_PRICES) is None
+
+
+def test_rate_counts_each_corpus_of_a_run_apart(tmp_path: Path) -> None:
+    """A run's gold_sample check extracts its gold pseudo-corpus after the corpus (same run id):
+    the wait between the two is not extraction time."""
+    store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
+    docs, gold = _docs(10), [Document.make("[gold]sample", "g1", "Gold person.")]
+    store.sync_documents("c", docs, "sync")
+    store.sync_documents("[gold]sample", gold, "sync")
+    _record(store, "r1", docs, pack=1, every_s=1, latency_s=1, t0=T0)  # 10 items in 10 s
+    call = CallRecord("r1-gold", "http://u/v1", 1, 1, 300, 40, 1.0, "stop", 1, 0, None, T0 + 600)
+    store.record_outcome(
+        outcome=CallOutcome(call=call, results=[ItemResult("g1", gold[0].content_hash, "ok", {})]),
+        context=CallContext("r1", "[gold]sample", "biography", "v1", "vllm", "m"),
+    )
+    per_min, _ = store.measured_rate("vllm", "m", "biography", 1) or (0.0, 0)
+    assert per_min == pytest.approx(11 / (11 / 60))  # not 11 items in 601 s
