@@ -90,6 +90,20 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
         ).records
         metadata = mats[0].asset_materialization.metadata
         assert metadata["pending_before_run"].value == 3
+        # The forecast (issue 15 item 6): on the partition before extracting (an observation),
+        # and against what happened in the materialization; the first run measured the rate.
+        observed = instance.fetch_observations(
+            dg.AssetKey("biography_extractions"), limit=1
+        ).records[0].asset_observation
+        assert observed.partition == "sample"
+        assert observed.metadata["forecast/pending"].value == 3
+        assert metadata["forecast/pending"].value == 3 and metadata["forecast/calls"].value == 3
+        assert metadata["forecast/rate_runs"].value >= 1 and metadata["forecast/minutes"].value > 0
+        for name in ("calls", "input_tokens", "output_tokens", "minutes"):
+            for part in ("forecast", "actual", "error_pct"):
+                assert f"forecast_vs_actual/{name}_{part}" in metadata
+        assert metadata["forecast_vs_actual/calls_actual"].value >= 3
+        assert metadata["forecast_vs_actual/minutes_error_pct"].value is not None
 
 
 def test_task_version_change_re_extracts_everything(tmp_path, monkeypatch, vllm_url, vllm_model):
