@@ -38,13 +38,23 @@ def main() -> int:
         for run in res["runs"]:
             overall = run["scores"]["overall"]
             # Field names only: the values quote the shared gold data, which stays out of git.
-            fields = ", ".join(f"{k} {v}" for k, v in
-                               sorted((run.get("crosstalk") or {}).get("by_field", {}).items()))
-            rows.append((res["gold"], run["items_per_call"], mode,
-                         f"{overall['answered']}/{overall['n_documents']}",
-                         run["run_summary"].get("rerun_alone", 0),
-                         cell(run["contamination"]), cell(run.get("crosstalk")),
-                         cell(run.get("crosstalk_chance")), fields or "-"))
+            fields = ", ".join(
+                f"{k} {v}"
+                for k, v in sorted((run.get("crosstalk") or {}).get("by_field", {}).items())
+            )
+            rows.append(
+                (
+                    res["gold"],
+                    run["items_per_call"],
+                    mode,
+                    f"{overall['answered']}/{overall['n_documents']}",
+                    run["run_summary"].get("rerun_alone", 0),
+                    cell(run["contamination"]),
+                    cell(run.get("crosstalk")),
+                    cell(run.get("crosstalk_chance")),
+                    fields or "-",
+                )
+            )
     lines = [
         "# Cross-item contamination, measured independently of the engine",
         "",

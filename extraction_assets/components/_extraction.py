@@ -188,7 +188,8 @@ def build_extraction_defs(spec: Extraction, project_root: Path) -> dg.Definition
             partitions_def=partitions,
             documents=documents,
             group_name=name,
-            **keys,
+            llm_key=keys["llm_key"],
+            store_key=keys["store_key"],
         )
     ]
     checks = [d for d in built if isinstance(d, dg.AssetChecksDefinition)]

@@ -22,6 +22,10 @@ def build_catch_up_schedule(
     name: str = "catch_up_schedule",
     partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
 ) -> dg.ScheduleDefinition:
+    partitions_name = partitions_def.name
+    if partitions_name is None:
+        raise ValueError("the corpus partitions need a name")
+
     @dg.schedule(
         name=name,
         target=target,
@@ -35,7 +39,7 @@ def build_catch_up_schedule(
     def catch_up_schedule(
         context: dg.ScheduleEvaluationContext,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        partitions = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        partitions = set(context.instance.get_dynamic_partitions(partitions_name))
         corpora = sorted(partitions & set(list_corpora(settings.source_root)))
         if not corpora:
             return dg.SkipReason("no corpus partition with a folder (the source sensor adds them)")

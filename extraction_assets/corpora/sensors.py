@@ -79,6 +79,9 @@ def build_source_sensor(
 ) -> dg.SensorDefinition:
     """The sensor; `freshness_keys`: the extraction assets whose `source_freshness` it reports."""
     root = settings.source_root
+    partitions_name = partitions_def.name
+    if partitions_name is None:
+        raise ValueError("the corpus partitions need a name")
 
     @dg.sensor(
         name=name,
@@ -94,7 +97,7 @@ def build_source_sensor(
     def corpus_source_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous, reported = _read_cursor(context.cursor)
         corpora = list_corpora(root)
-        known = set(context.instance.get_dynamic_partitions(partitions_def.name))
+        known = set(context.instance.get_dynamic_partitions(partitions_name))
         new_partitions = [c for c in corpora if c not in known]
         removed = sorted(known - set(corpora))
         fingerprints = {c: corpus_fingerprint(root, c) for c in corpora}
