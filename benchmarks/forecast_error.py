@@ -41,8 +41,10 @@ def actual(dagster_home: Path, corpus: str) -> dict[str, Any]:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     with dg.DagsterInstance.get() as instance:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("biography_extractions"),
-                                  asset_partitions=[corpus]), limit=1
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("biography_extractions"), asset_partitions=[corpus]
+            ),
+            limit=1,
         ).records
     if not records:
         raise SystemExit(f"no biography_extractions materialisation of {corpus!r}")
@@ -71,8 +73,14 @@ async def forecast(before: Path | None, root: Path, corpus: str, n: int) -> dict
         store.sync_documents(corpus, read_corpus(root, corpus, settings.max_file_bytes), "plan")
         client = llm.get_client()
         try:
-            f = await forecast_corpus(store, client, get_task("biography"), corpus,
-                                      items_per_call=n, max_model_len=llm.max_model_len)
+            f = await forecast_corpus(
+                store,
+                client,
+                get_task("biography"),
+                corpus,
+                items_per_call=n,
+                max_model_len=llm.max_model_len,
+            )
         finally:
             await client.aclose()
     return {k: v for k, v in vars(f).items()}
@@ -83,8 +91,9 @@ def error_pct(predicted: float | None, real: float) -> float | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--before", type=Path)
     parser.add_argument("--dagster-home", type=Path, required=True)
     parser.add_argument("--source-root", type=Path, required=True)
@@ -92,13 +101,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     real = actual(args.dagster_home, args.corpus)
-    f = asyncio.run(forecast(args.before, args.source_root, args.corpus,
-                             int(real["items_per_call"] or 1)))
+    f = asyncio.run(
+        forecast(args.before, args.source_root, args.corpus, int(real["items_per_call"] or 1))
+    )
     minutes = real["minutes"]
     result = {
         "corpus": args.corpus,
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "forecast": f,
         "actual": real,
         "error_pct": {

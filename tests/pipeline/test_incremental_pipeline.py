@@ -92,9 +92,11 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
         assert metadata["pending_before_run"].value == 3
         # The forecast (issue 15 item 6): on the partition before extracting (an observation),
         # and against what happened in the materialization; the first run measured the rate.
-        observed = instance.fetch_observations(
-            dg.AssetKey("biography_extractions"), limit=1
-        ).records[0].asset_observation
+        observed = (
+            instance.fetch_observations(dg.AssetKey("biography_extractions"), limit=1)
+            .records[0]
+            .asset_observation
+        )
         assert observed.partition == "sample"
         assert observed.metadata["forecast/pending"].value == 3
         assert metadata["forecast/pending"].value == 3 and metadata["forecast/calls"].value == 3
