@@ -13,6 +13,7 @@ from extraction_assets.corpora.assets import corpus_documents
 from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
 from extraction_assets.extractions.assets import EXTRACTION_RETRY_POLICY, build_task_assets
+from extraction_assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import load_tasks
 from resources.llm import LLMResource, api_key_env_var
@@ -50,10 +51,19 @@ def build_definitions(
         "refresh typed tables.",
     )
     running = settings.automation_running
+    # A shared DuckLake store gets its compaction job; a DuckDB file needs none.
+    lake = [lake_maintenance] if settings.lake_catalog else []
+    lake_schedules = (
+        [lake_maintenance_schedule(
+            dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+        )]
+        if settings.lake_catalog
+        else []
+    )  # fmt: skip
     return dg.Definitions(
         assets=[corpus_documents, *task_assets],
         asset_checks=checks,
-        jobs=[job],
+        jobs=[job, *lake],
         sensors=[
             build_source_sensor(
                 job,
@@ -67,7 +77,8 @@ def build_definitions(
                 job,
                 settings,
                 dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
-            )
+            ),
+            *lake_schedules,
         ],
         resources={
             "llm": llm_resource_from_env(settings),

@@ -19,9 +19,10 @@ from tests.pipeline.helpers import (
 )
 from tests.postgres import create_database
 
-pytestmark = [pytest.mark.vllm, pytest.mark.postgres]
+pytestmark = pytest.mark.postgres
 
 
+@pytest.mark.vllm
 def test_the_job_extracts_incrementally_into_a_lake(
     tmp_path, monkeypatch, vllm_url, vllm_model, postgres
 ):
@@ -69,3 +70,32 @@ def test_the_job_extracts_incrementally_into_a_lake(
             "SELECT count(*) FROM biography_extractions WHERE corpus = 'sample'"
         )[0][0]
     assert not settings.store_path.exists()
+
+
+def test_a_lake_store_gets_a_maintenance_job_that_compacts_it(tmp_path, monkeypatch, postgres):
+    """A DuckLake store's definitions carry the weekly lake_maintenance job; run, it compacts."""
+    import dagster as dg
+
+    from extraction_assets.definitions import build_definitions
+    from extraction_assets.settings import Settings
+    from extraction_assets.types import Document
+
+    monkeypatch.setenv("EXTRACTION_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EXTRACTION_STORE", raising=False)
+    assert "lake_maintenance" not in {j.name for j in build_definitions(Settings.from_env()).jobs}
+    monkeypatch.setenv("EXTRACTION_STORE", f"ducklake:postgres:{create_database(postgres)}")
+    monkeypatch.setenv("EXTRACTION_LAKE_DATA_PATH", str(tmp_path / "lake-data"))
+    settings = Settings.from_env()
+    store = DuckDBStore.from_settings(settings)
+    for batch in range(3):  # above the inlining limit: Parquet files per commit
+        store.sync_documents("c", [Document.make("c", f"d{batch}-{i}", "t") for i in range(1500)],
+                             f"r{batch}")  # fmt: skip
+    defs = build_definitions(settings)
+    assert {s.name for s in defs.schedules} >= {"lake_maintenance_schedule"}
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("lake_maintenance").execute_in_process(
+            instance=instance, run_config={"ops": {"maintain_lake": {"config": {"keep_snapshots_s": 0}}}}
+        )
+    assert result.success
+    report = result.output_for_node("maintain_lake")
+    assert report["files_before"] > report["files_after"], report
