@@ -22,8 +22,11 @@ from extraction_assets.engine.packing import PackPlanner, counted_planner
 from extraction_assets.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from extraction_assets.engine import RunSummary
     from extraction_assets.tasks.base import ExtractionTask
+    from extraction_assets.types import Document
     from resources.backends.base import LLMClient
     from resources.store import DuckDBStore
 
@@ -151,11 +154,18 @@ async def forecast_corpus(
     max_model_len: int = 8192,
     retry_limit: int = 3,
     prices: dict[str, tuple[float, float]] | None = None,
+    source: Sequence[Document] | None = None,
 ) -> Forecast:
+    """`source`: the corpus folder's documents as they are now (`plan`); the pending rule then
+    applies as if they were synced (new and changed texts are pending; nothing is written)."""
     version = task.version(client.model, client.generation_params())
     pending = await asyncio.to_thread(
         store.pending_documents, corpus, task.name, version, retry_limit, max_model_len
     )
+    if source is not None:
+        stored = await asyncio.to_thread(store.document_hashes, corpus)
+        still = {d.doc_id for d in pending}
+        pending = [d for d in source if stored.get(d.doc_id) != d.content_hash or d.doc_id in still]
     settings = EngineSettings(max_model_len=max_model_len)
     planner = await counted_planner(task, settings, client, pending)
     if isinstance(items_per_call, int):

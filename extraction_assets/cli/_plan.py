@@ -9,6 +9,7 @@ from typing import Any
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from extraction_assets.corpora.sources import read_corpus
     from extraction_assets.forecast import forecast_corpus, format_forecasts, price_table
     from extraction_assets.settings import Settings
     from extraction_assets.tasks import load_tasks
@@ -42,6 +43,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                     items_per_call=items,
                     max_model_len=llm.max_model_len,
                     prices=prices,
+                    source=read_corpus(settings.source_root, corpus, settings.max_file_bytes),
                 )
                 for task in load_tasks(settings.tasks)
                 for corpus in corpora
@@ -50,7 +52,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             await client.aclose()
 
     print(format_forecasts(asyncio.run(go())))
-    print("(documents as last synced; output tokens are the answer budget, an upper bound)")
+    print("(documents as in the source folders now; output tokens: the answer budget per call)")
     if llm.backend == "openai":
         from extraction_assets.forecast import PRICES_AS_OF
 

@@ -7,6 +7,7 @@ store is a real DuckDB file)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 
@@ -106,7 +107,11 @@ def test_plan_command_prints_the_forecast(tmp_path, monkeypatch, capsys) -> None
     store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
     store.ensure_schema()
     store.sync_documents("c", docs(range(4)), "s1")
+    # The folder now holds two documents more than the store synced: the plan counts them.
     (tmp_path / "src" / "c").mkdir(parents=True)
+    (tmp_path / "src" / "c" / "documents.jsonl").write_text(
+        "".join(json.dumps({"id": d.doc_id, "text": d.text}) + "\n" for d in docs(range(6)))
+    )
     for name, value in {
         "EXTRACTION_DB": str(tmp_path / "store.duckdb"),
         "EXTRACTION_HOME": str(tmp_path),
@@ -121,5 +126,5 @@ def test_plan_command_prints_the_forecast(tmp_path, monkeypatch, capsys) -> None
     assert main(["plan", "--items-per-call", "2"]) == 0  # no server: the plan makes no call
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["corpus", "task", "pending", "calls"]
-    assert out[1].split()[:5] == ["c", "biography", "4", "2", "2"]
+    assert out[1].split()[:5] == ["c", "biography", "6", "3", "2"]
     assert "built-in OpenAI list prices of 20" in out[-1]
