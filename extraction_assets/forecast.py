@@ -107,13 +107,17 @@ class Forecast:
 
     def summary(self) -> str:
         """The forecast as one log line."""
-        minutes = "no measured rate yet" if self.minutes is None else f"~{self.minutes:.1f} min"
+        minutes = (
+            f"minutes: {self.rate_note}"
+            if self.minutes is None
+            else f"~{self.minutes:.1f} min at {self.rate_note}"
+        )
         cost = "" if self.cost_usd is None else f", ~{self.cost_usd:.4f} USD"
         return (
             f"forecast for corpus {self.corpus!r}, task {self.task}: {self.pending} documents "
             f"pending ({self.too_long} too long), {self.calls} calls of "
             f"{self.items_per_call}, {self.input_tokens} input tokens, up to "
-            f"{self.output_tokens} output tokens, {minutes}{cost}; rate: {self.rate_note}"
+            f"{self.output_tokens} output tokens (budget), {minutes}{cost}"
         )
 
 

@@ -91,6 +91,9 @@ def test_metadata_says_when_no_rate_was_measured() -> None:
     assert meta["forecast/rate"].startswith("no measured rate yet")
     assert "forecast/minutes" not in meta
     assert "20.0 items/min over the last 2 run(s)" in _forecast().as_metadata()["forecast/rate"]
+    assert "~0.5 min at 20.0 items/min" in _forecast().summary()
+    line = _forecast(items_per_min=None, rate_runs=0, minutes=None).summary()
+    assert line.count("no measured rate yet") == 1
 
 
 def _record(
