@@ -77,17 +77,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--in-flight", type=int, default=64)
-    parser.add_argument("--write", action="store_true", help="write benchmarks/results/store_lake.md")
+    parser.add_argument(
+        "--write", action="store_true", help="write benchmarks/results/store_lake.md"
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         local = DuckDBStore(path=f"{tmp}/store.duckdb")
-        rows.append(("local DuckDB file (journal, merged every 5 s)", measure(local, args.calls, args.in_flight)))
+        rows.append(
+            (
+                "local DuckDB file (journal, merged every 5 s)",
+                measure(local, args.calls, args.in_flight),
+            )
+        )
         with postgres_server() as conninfo:
             lake = DuckDBStore(
                 path=f"ducklake:postgres:{create_database(conninfo)}", data_path=f"{tmp}/lake-data"
             )
-            rows.append(("DuckLake on PostgreSQL (commit before ack)", measure(lake, args.calls, args.in_flight)))
+            rows.append(
+                (
+                    "DuckLake on PostgreSQL (commit before ack)",
+                    measure(lake, args.calls, args.in_flight),
+                )
+            )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
@@ -104,7 +116,11 @@ def main() -> int:
     ]
     print("\n".join(lines))
     if args.write:
-        RESULTS.write_text("# Store durability cost: local journal vs DuckLake commit\n\n" + "\n".join(lines) + "\n")
+        RESULTS.write_text(
+            "# Store durability cost: local journal vs DuckLake commit\n\n"
+            + "\n".join(lines)
+            + "\n"
+        )
     return 0
 
 

@@ -156,7 +156,8 @@ class Settings:
             home=root,
             source_root=_abs(env.source_root),
             store_path=_abs(
-                Path(env.store) if env.store and not _lake_catalog(env.store)
+                Path(env.store)
+                if env.store and not _lake_catalog(env.store)
                 else env.db or root / "store.duckdb"
             ),
             export_dir=_abs(env.export_dir or root / "exports"),

@@ -150,8 +150,8 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         if not self.is_lake and os.path.dirname(self.path):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         if self.is_lake:
-            added = [f"{name} {kind.split()[0]}" for name, kind, _ in ADDED_EXTRACTION_COLUMNS]
-            ddl = _lake.lake_ddl(DDL, {"extractions": added, "extraction_history": added})
+            columns = [f"{name} {kind.split()[0]}" for name, kind, _ in ADDED_EXTRACTION_COLUMNS]
+            ddl = _lake.lake_ddl(DDL, {"extractions": columns, "extraction_history": columns})
         else:
             ddl = DDL
 
@@ -346,7 +346,7 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         """
         ctx = _call_context(context, fields)
         if self.is_lake:
-            writer = GroupCommitWriter(
+            writer: GroupCommitWriter[CallOutcome] = GroupCommitWriter(
                 lambda batch: self.record_outcomes(batch, ctx), retry_alone=False
             )
             try:

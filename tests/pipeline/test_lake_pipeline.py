@@ -66,9 +66,11 @@ def test_the_job_extracts_incrementally_into_a_lake(
     export = settings.export_dir / "biography" / "sample.parquet"
     if export.exists():  # the table asset may be skipped when nothing valid was extracted
         exported = duckdb.sql(f"SELECT count(*) FROM '{export}'").fetchone()
-        assert exported is not None and exported[0] == query(
-            "SELECT count(*) FROM biography_extractions WHERE corpus = 'sample'"
-        )[0][0]
+        assert (
+            exported is not None
+            and exported[0]
+            == query("SELECT count(*) FROM biography_extractions WHERE corpus = 'sample'")[0][0]
+        )
     assert not settings.store_path.exists()
 
 
@@ -94,7 +96,8 @@ def test_a_lake_store_gets_a_maintenance_job_that_compacts_it(tmp_path, monkeypa
     assert {s.name for s in defs.schedules} >= {"lake_maintenance_schedule"}
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("lake_maintenance").execute_in_process(
-            instance=instance, run_config={"ops": {"maintain_lake": {"config": {"keep_snapshots_s": 0}}}}
+            instance=instance,
+            run_config={"ops": {"maintain_lake": {"config": {"keep_snapshots_s": 0}}}},
         )
     assert result.success
     report = result.output_for_node("maintain_lake")

@@ -63,17 +63,21 @@ _WRITER = textwrap.dedent(
 def test_four_writer_processes_commit_every_call_once(lake_store: DuckDBStore) -> None:
     lake_store.ensure_schema()
     calls = 12
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [lake_store.path, lake_store.data_path]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, lake_store.path, lake_store.data_path, f"w{i}",
-             str(calls)],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [sys.executable, "-c", _WRITER, *args, f"w{i}", str(calls)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(4)
     ]
     for proc in procs:
-        out, err = proc.communicate(timeout=600)
+        _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
     with lake_store.connect(read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT call_id) FROM calls").fetchone() == (
@@ -84,9 +88,7 @@ def test_four_writer_processes_commit_every_call_once(lake_store: DuckDBStore) -
         assert con.execute(
             "SELECT count(*), count(DISTINCT doc_id) FROM extractions"
         ).fetchone() == (5, 5)
-        assert con.execute("SELECT count(*) FROM extraction_history").fetchone() == (
-            4 * calls - 5,
-        )
+        assert con.execute("SELECT count(*) FROM extraction_history").fetchone() == (4 * calls - 5,)
 
 
 def test_an_acknowledged_call_is_in_the_lake_not_in_a_local_journal(
@@ -97,7 +99,9 @@ def test_an_acknowledged_call_is_in_the_lake_not_in_a_local_journal(
 
     async def write_one() -> None:
         async with lake_store.outcome_writer(context) as writer:
-            await writer.write(_outcome("call-1", [ItemResult("a", doc.content_hash, "ok", {"x": 1})]))
+            await writer.write(
+                _outcome("call-1", [ItemResult("a", doc.content_hash, "ok", {"x": 1})])
+            )
             # Acknowledged: another machine (a fresh process) already sees it.
             seen = subprocess.run(
                 [sys.executable, "-c", textwrap.dedent(f"""
