@@ -7,6 +7,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from extraction_assets.settings import Settings
 from tests.pipeline.helpers import (
     corrected_ids,
     make_project,
@@ -122,7 +123,9 @@ def test_task_version_change_re_extracts_everything(tmp_path, monkeypatch, vllm_
             r[0] for r in project(settings, instance).query("SELECT task_version FROM extractions")
         }
 
+        # Settings are read when the code location loads (each run's process loads it anew).
         monkeypatch.setenv("LLM_SEED", "7")
+        settings = Settings.from_env()
         second = project(settings, instance).run("tv")
         assert second.success
         p = project(settings, instance)
