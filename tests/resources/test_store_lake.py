@@ -127,7 +127,7 @@ _HOLDER = textwrap.dedent(
     with store.extraction_lock("corpus-a", "bio"):
         print("holding", flush=True)
         time.sleep(float(sys.argv[3]))
-    print("released", time.time(), flush=True)
+        print("releasing", time.time(), flush=True)  # still held when this time is taken
     """
 )
 
@@ -150,8 +150,8 @@ def test_two_machines_never_extract_one_corpus_at_once(lake_store: DuckDBStore) 
             acquired_at = time.time()
         # Only once the other process let go.
         assert holder.stdout is not None
-        word, released_at = holder.stdout.readline().split()
-        assert word == "released" and float(released_at) <= acquired_at
+        word, releasing_at = holder.stdout.readline().split()
+        assert word == "releasing" and float(releasing_at) <= acquired_at
         assert waits and "another run is extracting it" in waits[0]
         # Another corpus was never blocked.
         with lake_store.extraction_lock("corpus-b", "bio", on_wait=waits.append):
