@@ -24,12 +24,12 @@ def test_bounded_and_continuously_fed() -> None:
     assert server.max_active == 3
     assert_attribution(got)
 
+    # never more than 3 in flight, and a new request only once one has ended (no timing bound:
+    # a busy machine delays every start alike)
     starts = sorted(s for s, _ in server.intervals)
     ends = sorted(e for _, e in server.intervals)
-    # every request after the first 3 starts right after some request ended
-    for start in starts[3:]:
-        gap = start - max(e for e in ends if e <= start + 0.01)
-        assert gap < 0.08, gap
+    for n, start in enumerate(starts[3:], start=3):
+        assert sum(e <= start + 0.01 for e in ends) >= n - 2
     # not waves: short requests ran while the first long one (d0) was still in flight
     long_start, long_end = next(iv for iv in server.intervals if iv[1] - iv[0] > 0.5)
     during = [s for s, _ in server.intervals if long_start < s < long_end]

@@ -52,7 +52,8 @@ BAD_FILES: dict[str, tuple[str, bytes, str]] = {
     "invalid UTF-8": ("d.jsonl", b'{"id": "a", "text": "caf\xe9"}\n', "UTF-8"),
     "binary file named .jsonl": ("d.jsonl", bytes(range(256)) * 4, "d.jsonl:1"),
     "binary file": ("blob.bin", b"\x00\x01\x02", "unexpected"),
-    "unknown format": ("d.csv", b"id,text\na,hello\n", "unexpected"),
+    "unknown format": ("d.xml", b"<doc id='a'>hello</doc>\n", "unexpected"),
+    "CSV without the text column": ("d.csv", b"id,body\na,hello\n", "text"),
     "missing id": ("d.jsonl", b'{"text": "no id"}\n', "id"),
     "duplicated ids": (
         "d.jsonl",
