@@ -12,7 +12,7 @@ import dagster as dg
 from extraction_assets.corpora.assets import corpus_documents
 from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
-from extraction_assets.extractions.assets import EXTRACTION_RETRY_POLICY, build_task_assets
+from extraction_assets.extractions.assets import build_task_assets, extraction_retry_policy
 from extraction_assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import load_tasks
@@ -33,9 +33,10 @@ def llm_resource_from_env(settings: Settings | None = None) -> LLMResource:
 
 
 def build_definitions(
-    settings: Settings | None = None, retry_policy: dg.RetryPolicy = EXTRACTION_RETRY_POLICY
+    settings: Settings | None = None, retry_policy: dg.RetryPolicy | None = None
 ) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    retry_policy = retry_policy or extraction_retry_policy(settings.server_retries)
     llm = LLMResource.from_env(settings.llm)
     tasks = load_tasks(settings.tasks)
     built = [

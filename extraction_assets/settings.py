@@ -58,6 +58,7 @@ class _Environment(_Blank):
     db: Path | None = Field(default=None, validation_alias="EXTRACTION_DB")
     store: str | None = Field(default=None, repr=False, validation_alias="EXTRACTION_STORE")
     lake_data_path: str | None = Field(default=None, validation_alias="EXTRACTION_LAKE_DATA_PATH")
+    server_retries: int = Field(default=3, ge=0, validation_alias="EXTRACTION_SERVER_RETRIES")
     export_dir: Path | None = Field(default=None, validation_alias="EXTRACTION_EXPORT_DIR")
     tasks: str = Field(default="biography", validation_alias="EXTRACTION_TASKS")
     schedule_cron: str = Field(default="0 2 * * *", validation_alias="EXTRACTION_SCHEDULE_CRON")
@@ -136,6 +137,9 @@ class Settings:
     # EXTRACTION_LAKE_DATA_PATH: the lake's data files (object storage on real machines),
     # default $EXTRACTION_HOME/lake-data
     lake_data_path: str = ""
+    # EXTRACTION_SERVER_RETRIES: Dagster retries of an extraction step that lost its LLM server
+    # (30 s, 60 s, 120 s apart); 0 fails the step at once
+    server_retries: int = 3
     llm: LLMEnvironment = field(default_factory=LLMEnvironment, repr=False)  # LLM_*
 
     @property
@@ -177,6 +181,7 @@ class Settings:
             prices=env.prices,
             lake_catalog=_lake_catalog(env.store),
             lake_data_path=env.lake_data_path or str(root / "lake-data"),
+            server_retries=env.server_retries,
             llm=LLMEnvironment(),
         )
 

@@ -34,11 +34,20 @@ from extraction_assets.tasks import ExtractionTask
 from resources.llm import LLMResource
 from resources.store import DuckDBStore
 
+
 # Transient server loss: retried by Dagster with exponential backoff (30 s, 60 s, 120 s, +-jitter);
 # the LLM client already retried each request before giving up.
-EXTRACTION_RETRY_POLICY = dg.RetryPolicy(
-    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-)
+def extraction_retry_policy(max_retries: int = 3) -> dg.RetryPolicy:
+    """Retries of an extraction step that lost its server (EXTRACTION_SERVER_RETRIES)."""
+    return dg.RetryPolicy(
+        max_retries=max_retries,
+        delay=30,
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+EXTRACTION_RETRY_POLICY = extraction_retry_policy()
 # What a retry can fix: the server coming back, another run releasing the store.
 _TRANSIENT = (ServerUnavailableError, StoreLockedError)
 # What it cannot: the server refusing the request (wrong model, key), a bad task or corpus.

@@ -218,6 +218,9 @@ def cli_project(
         "EXTRACTION_TASKS": tasks,
         "EXTRACTION_AUTOMATION_DEFAULT": "stopped",
         "EXTRACTION_GOLD_SAMPLE": "none",  # no gold documents in these counts (tests/conftest.py)
+        # A run that lost its server fails at once (these tests kill servers on purpose; Dagster's
+        # own retries of the step are tested in tests/pipeline/test_retries.py).
+        "EXTRACTION_SERVER_RETRIES": "0",
         "DAGSTER_HOME": str(workdir / "dagster_home"),
         "LLM_BACKEND": "vllm",
         "LLM_BASE_URL": llm_url,
