@@ -1,11 +1,16 @@
 """A forecast before a run: what extracting a corpus's pending documents will take and cost.
 
 Documents pending (the store's rule, over the documents as last synced), input tokens (the
-server's tokenizer where it has one, else the engine's estimate), output tokens (the task's
-answer budget: an upper bound), calls (the packs the engine would make), minutes at the rate
-stored from earlier runs of this backend, model, task and pack size, and for OpenAI the cost
+server's tokenizer where it has one, else the engine's estimate), output tokens, calls (the packs
+the engine would make), minutes at the rate stored from earlier runs of this backend, model, task
+and pack size, and for OpenAI the cost
 from a price table (USD per million tokens; `EXTRACTION_PRICES` adds or overrides models, as
 JSON `{"model": [input, output]}` or the path of such a file). No LLM call is made.
+
+Retries (answers cut short or invalid, asked again alone with a larger budget) come on top of the
+first pass. Where earlier runs are stored, the forecast scales calls and input tokens by what
+retries added in them, and takes output tokens from what they generated per document; without
+such runs it gives the first pass and the answer budget (which bounds each call, not the run).
 """
 
 from __future__ import annotations
@@ -78,11 +83,14 @@ class Forecast:
     too_long: int  # pending documents that cannot fit the context even alone (no call)
     calls: int
     input_tokens: int
-    output_tokens: int  # the answer budget: an upper bound
+    output_tokens: int  # measured per document in earlier runs, else the answer budget
     items_per_min: float | None  # stored from earlier runs; None when there are none
     rate_runs: int
     minutes: float | None
     cost_usd: float | None  # OpenAI only, from the price table
+    first_pass_calls: int = 0  # the packs alone, before retries
+    retry_factor: float | None = None  # calls per first-pass call in earlier runs
+    output_budget: int = 0  # the first pass's answer budget: what each call may generate
 
     def as_metadata(self) -> dict[str, Any]:
         meta = {
@@ -105,6 +113,12 @@ class Forecast:
             f"this backend, model, task and {self.items_per_call} items per call"
         )
 
+    @property
+    def retry_note(self) -> str:
+        if self.retry_factor is None:
+            return " (first pass; retries not foreseen: no earlier run stored)"
+        return f" ({self.first_pass_calls} + retries at x{self.retry_factor:.2f} of earlier runs)"
+
     def summary(self) -> str:
         """The forecast as one log line."""
         minutes = (
@@ -116,8 +130,8 @@ class Forecast:
         return (
             f"forecast for corpus {self.corpus!r}, task {self.task}: {self.pending} documents "
             f"pending ({self.too_long} too long), {self.calls} calls of "
-            f"{self.items_per_call}, {self.input_tokens} input tokens, up to "
-            f"{self.output_tokens} output tokens (budget), {minutes}{cost}"
+            f"{self.items_per_call}{self.retry_note}, {self.input_tokens} input tokens, "
+            f"{self.output_tokens} output tokens, {minutes}{cost}"
         )
 
 
@@ -183,9 +197,16 @@ async def forecast_corpus(
     input_tokens = sum(
         planner.static_tokens + sum(planner.input_tokens(d) for d in p.docs) for p in packs
     )
-    output_tokens = sum(planner.output_tokens(d) for p in packs for d in p.docs)
-    rate = await asyncio.to_thread(store.measured_rate, client.backend, client.model, task.name, n)
+    budget = sum(planner.output_tokens(d) for p in packs for d in p.docs)
+    measured = await asyncio.to_thread(
+        store.measured_runs, client.backend, client.model, task.name, n
+    )
     to_call = len(pending) - len(too_long)
+    calls, output_tokens = len(packs), budget
+    if measured is not None:
+        calls = round(len(packs) * measured.calls_per_first_call)
+        input_tokens = round(input_tokens * measured.prompt_per_first_prompt)
+        output_tokens = round(to_call * measured.completion_per_item)
     cost = None
     price = price_for(client.model, prices if prices is not None else price_table())
     if client.backend == "openai" and price is not None:
@@ -198,13 +219,18 @@ async def forecast_corpus(
         items_per_call=n,
         pending=len(pending),
         too_long=len(too_long),
-        calls=len(packs),
+        calls=calls,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        items_per_min=rate[0] if rate else None,
-        rate_runs=rate[1] if rate else 0,
-        minutes=to_call / rate[0] if rate and rate[0] > 0 else None,
+        items_per_min=measured.items_per_min if measured else None,
+        rate_runs=measured.runs if measured else 0,
+        minutes=(
+            to_call / measured.items_per_min if measured and measured.items_per_min > 0 else None
+        ),
         cost_usd=cost,
+        first_pass_calls=len(packs),
+        retry_factor=round(measured.calls_per_first_call, 3) if measured else None,
+        output_budget=budget,
     )
 
 
@@ -216,7 +242,7 @@ def format_forecasts(forecasts: list[Forecast]) -> str:
         "calls",
         "per call",
         "input tok",
-        "output tok (max)",
+        "output tok",
         "minutes",
         "cost USD",
     )

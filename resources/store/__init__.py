@@ -8,6 +8,7 @@ pending set), ``_outcomes`` (calls and item results, through ``_journal`` and ``
 
 from resources.store._documents import DocumentSync
 from resources.store._outcomes import CallContext
+from resources.store._reports import MeasuredRuns
 from resources.store._store import DuckDBStore
 from resources.store._writer import GroupCommitWriter
 
@@ -16,4 +17,5 @@ __all__ = [
     "DocumentSync",
     "DuckDBStore",
     "GroupCommitWriter",
+    "MeasuredRuns",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -197,6 +198,70 @@ def run_accounting(con: duckdb.DuckDBPyConnection, run_id: str, corpus: str) -> 
     }
 
 
+@dataclass(frozen=True)
+class MeasuredRuns:
+    """What the latest runs of one backend, model, task and pack size did, per document."""
+
+    items_per_min: float  # documents settled per minute of extraction wall time
+    runs: int
+    calls_per_first_call: float  # retries on top of the first pass: >= 1
+    prompt_per_first_prompt: float  # input tokens of all calls / of the first-pass calls
+    completion_per_item: float  # output tokens actually generated per document, retries included
+
+
+def measured_runs(
+    con: duckdb.DuckDBPyConnection,
+    backend: str,
+    model: str,
+    task: str,
+    items_per_call: int,
+    runs: int = 5,
+) -> MeasuredRuns | None:
+    """Over the latest `runs` runs of this backend, model and task whose first-pass calls were
+    mostly packs of `items_per_call`: documents per minute (wall time from the first call's
+    start to the last call's end, per run and corpus: a run's gold check extracts its own
+    pseudo-corpus after the corpus, and the time between is not extraction) and what retries
+    added. A run's first pass is its calls at its lowest attempt number: each of its documents
+    once. None when no such run is stored."""
+    row = con.execute(
+        """
+        WITH c AS (
+            SELECT *, coalesce(attempt, 1) AS att,
+                   min(coalesce(attempt, 1)) OVER (PARTITION BY run_id, corpus) AS first_att
+            FROM calls
+            WHERE backend = $backend AND model = $model AND task = $task
+              AND started_at IS NOT NULL AND call_id NOT LIKE 'nocall-%'
+        ), per_run AS (
+            SELECT run_id, corpus,
+                   sum(ok_items + failed_items) FILTER (WHERE att = first_att) AS items,
+                   count(*) AS calls,
+                   count(*) FILTER (WHERE att = first_att) AS first_calls,
+                   sum(coalesce(prompt_tokens, 0)) AS prompt,
+                   sum(coalesce(prompt_tokens, 0)) FILTER (WHERE att = first_att) AS first_prompt,
+                   sum(coalesce(completion_tokens, 0)) AS completion,
+                   epoch(max(started_at + to_microseconds(CAST(latency_s * 1e6 AS BIGINT))))
+                     - epoch(min(started_at)) AS wall_s,
+                   median(pack_size) FILTER (WHERE att = first_att) AS pack,
+                   max(started_at) AS last_call
+            FROM c
+            GROUP BY run_id, corpus
+        ), recent AS (
+            SELECT * FROM per_run WHERE pack = $n AND items > 0 AND wall_s > 0
+            ORDER BY last_call DESC LIMIT $runs
+        )
+        SELECT sum(items) * 60.0 / sum(wall_s), count(*),
+               sum(calls) / sum(first_calls),
+               CASE WHEN sum(first_prompt) > 0 THEN sum(prompt) / sum(first_prompt) ELSE 1 END,
+               sum(completion) / sum(items)
+        FROM recent
+        """,
+        {"backend": backend, "model": model, "task": task, "n": items_per_call, "runs": runs},
+    ).fetchone()
+    if row is None or not row[1]:
+        return None
+    return MeasuredRuns(float(row[0]), int(row[1]), float(row[2]), float(row[3]), float(row[4]))
+
+
 def measured_rate(
     con: duckdb.DuckDBPyConnection,
     backend: str,
@@ -205,31 +270,6 @@ def measured_rate(
     items_per_call: int,
     runs: int = 5,
 ) -> tuple[float, int] | None:
-    """(items per minute, runs measured) over the latest `runs` runs of this backend, model and
-    task whose calls were mostly packs of `items_per_call` (wall time from the first call's start
-    to the last call's end, per run and corpus: a run's gold check extracts its own pseudo-corpus
-    after the corpus, and the time between is not extraction); None when no such run is stored."""
-    row = con.execute(
-        """
-        WITH per_run AS (
-            SELECT run_id, corpus,
-                   sum(ok_items + failed_items) AS items,
-                   epoch(max(started_at + to_microseconds(CAST(latency_s * 1e6 AS BIGINT))))
-                     - epoch(min(started_at)) AS wall_s,
-                   median(pack_size) AS pack,
-                   max(started_at) AS last_call
-            FROM calls
-            WHERE backend = $backend AND model = $model AND task = $task
-              AND started_at IS NOT NULL AND call_id NOT LIKE 'nocall-%'
-            GROUP BY run_id, corpus
-        ), recent AS (
-            SELECT * FROM per_run WHERE pack = $n AND items > 0 AND wall_s > 0
-            ORDER BY last_call DESC LIMIT $runs
-        )
-        SELECT sum(items) * 60.0 / sum(wall_s), count(*) FROM recent
-        """,
-        {"backend": backend, "model": model, "task": task, "n": items_per_call, "runs": runs},
-    ).fetchone()
-    if row is None or not row[1]:
-        return None
-    return float(row[0]), int(row[1])
+    """(documents per minute, runs measured): `measured_runs` without the overheads."""
+    measured = measured_runs(con, backend, model, task, items_per_call, runs)
+    return None if measured is None else (measured.items_per_min, measured.runs)

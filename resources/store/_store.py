@@ -432,6 +432,14 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         with self.connect(read_only=True) as con:
             return _reports.measured_rate(con, backend, model, task, items_per_call)
 
+    def measured_runs(
+        self, backend: str, model: str, task: str, items_per_call: int
+    ) -> _reports.MeasuredRuns | None:
+        """The rate of earlier runs with this backend, model, task and pack size, and what their
+        retries added per document; None when there are none."""
+        with self.connect(read_only=True) as con:
+            return _reports.measured_runs(con, backend, model, task, items_per_call)
+
     def run_accounting(self, run_id: str, corpus: str) -> dict[str, Any]:
         """What one run did to a corpus: sync changes by kind, changed ids, ids it extracted,
         rows it moved to history, calls and their items, re-extracted field changes."""

@@ -6,6 +6,7 @@ file; hand-made call rows where the arithmetic is checked)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -213,3 +214,43 @@ def test_rate_counts_each_corpus_of_a_run_apart(tmp_path: Path) -> None:
     )
     per_min, _ = store.measured_rate("vllm", "m", "biography", 1) or (0.0, 0)
     assert per_min == pytest.approx(11 / (11 / 60))  # not 11 items in 601 s
+
+
+class EveryThirdAnswerCut(StubClient):
+    """Cuts every third answer short (finish_reason "length"): the engine asks again, alone."""
+
+    async def complete(self, messages, schema, schema_name, max_tokens):  # type: ignore[no-untyped-def]
+        done = await super().complete(messages, schema, schema_name, max_tokens)
+        if self.calls % 3 == 0:
+            return dataclasses.replace(
+                done, text=done.text[: len(done.text) // 2], finish_reason="length"
+            )
+        return done
+
+
+def test_the_forecast_foresees_the_retries_earlier_runs_needed(tmp_path: Path) -> None:
+    """Calls and input tokens scale by what retries added in earlier runs of the same backend,
+    model, task and pack size; output tokens are what those runs generated per document."""
+    store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
+    client = EveryThirdAnswerCut()
+    recipe = Recipe(items_per_call=1, max_concurrency=1, pack_audit_share=0.0)
+
+    def run(run_id: str):  # type: ignore[no-untyped-def]
+        return asyncio.run(
+            extract_corpus(
+                store, client, BIO, "c", recipe, run_id=run_id, max_model_len=8192, log=LOG
+            )
+        )
+
+    store.sync_documents("c", _docs(12), "s1")
+    first = run("r1")
+    assert first.forecast is not None and first.forecast.retry_factor is None
+    assert first.summary.calls > first.forecast.calls == 12, "retries came on top"
+
+    store.sync_documents("c", _docs(24), "s2")  # 12 new documents, the same kind
+    second = run("r2")
+    forecast = second.forecast
+    assert forecast is not None and forecast.first_pass_calls == forecast.pending >= 12
+    assert forecast.retry_factor == pytest.approx(first.summary.calls / 12, abs=1e-3)
+    assert abs(forecast.calls - second.summary.calls) <= 1
+    assert forecast.output_tokens == pytest.approx(second.summary.completion_tokens, rel=0.1)
