@@ -112,10 +112,11 @@ BIOGRAPHY = ExtractionTask(
     description="Narrator biographies: names, dates, places, teachers, students, family, grade.",
     item_model=Biography,
     instructions=INSTRUCTIONS,
-    # Measured on the dev server (SmolLM2-135M, compact JSON, one item per call): 285 tokens
-    # for an English entry, 463 and 656 for Arabic ones, >1000 (looping) for a third. The
-    # budget is pooled over a pack, so 600/item covers the finishing answers; looping ones
-    # are cut, retried with twice the budget, then failed. kunya + generation add ~19 tokens to an
-    # answer (SmolLM2 tokenizer; a complete compact Arabic answer is ~250): 600 still covers them.
-    output_tokens_per_item=600,
+    # Measured on the sample corpus with SmolLM2-135M (compact JSON, one item per call, `make
+    # demo` at d5d65f0): finishing answers 253-606 tokens (median 420); with a budget of 600, 12
+    # of 40 answers (Arabic entries: their names cost several tokens a word) were cut and retried
+    # alone, then needed 443-832 (median 745). 900 covers those in the first pass; the budget
+    # only caps a call (a continuous-batching server holds KV blocks for tokens generated, not
+    # for the cap), and a looping answer is still cut, retried with twice the budget, then failed.
+    output_tokens_per_item=900,
 )
