@@ -16,6 +16,7 @@ from pydantic import ValidationError, field_validator
 
 from extraction_assets.corpora.assets import OWNERS, corpus_documents
 from extraction_assets.corpora.partitions import corpus_partitions
+from extraction_assets.engine import EngineSettings
 from extraction_assets.engine.audit import DEFAULT_MAX_DISAGREEMENT, AuditReport
 from extraction_assets.errors import (
     CorpusError,
@@ -26,6 +27,7 @@ from extraction_assets.errors import (
 )
 from extraction_assets.extractions.checks import build_task_checks, latest_materialization
 from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG
+from extraction_assets.extractions.gold_check import GoldRun, gold_sets_for, prefetch_gold_sample
 from extraction_assets.extractions.metadata import markdown_table, table_schema
 from extraction_assets.extractions.run import CorpusRun, Recipe, extract_corpus
 from extraction_assets.forecast import Forecast, compare, price_table
@@ -186,6 +188,15 @@ def build_task_assets(
 
         client = llm.get_client()
         where = f"corpus {corpus!r}, task {task.name}"
+
+        async def gold_alongside(engine_settings: EngineSettings) -> int:
+            gold_run = GoldRun(
+                store, client, client.backend, client.model,
+                task.version(client.model, client.generation_params()), context.run.run_id,
+                engine_settings, config.recipe().retry_limit, context.log, corpus=corpus,
+            )  # fmt: skip
+            return await prefetch_gold_sample(task, settings, gold_run)
+
         try:
             run = await extract_corpus(
                 store,
@@ -198,6 +209,7 @@ def build_task_assets(
                 log=context.log,
                 on_forecast=show_forecast,
                 prices=price_table(settings.prices or ""),
+                alongside=gold_alongside if gold_sets_for(task, settings) else None,
             )
         except _TRANSIENT as exc:
             raise dg.Failure(

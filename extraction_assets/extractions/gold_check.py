@@ -103,6 +103,23 @@ async def _extract_gold(
     return len(pending)
 
 
+async def prefetch_gold_sample(task: ExtractionTask, settings: Settings, run: GoldRun) -> int:
+    """Extract the gold sample's pending documents without scoring them; returns how many were
+    pending. The extraction step runs this beside the corpus (one batch on the server instead of
+    two in a row), so the check usually only scores; what fails here the check reports."""
+    extracted = 0
+    for name, size in gold_sets_for(task, settings):
+        try:
+            docs, _ = gold_set(task, name, settings.eval_data_dir)
+        except (KeyError, GoldFileMissingError, GoldFileError):
+            continue
+        docs = sample(docs, size or len(docs), settings.gold_seed)
+        with_text = [d for d in docs if d.text]
+        if with_text:
+            extracted += await _extract_gold(task, with_text, gold_corpus(name), run)
+    return extracted
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -131,12 +148,15 @@ async def evaluate_gold_sample(
         if with_text:
             corpus = gold_corpus(name)
             try:
-                extracted += await _extract_gold(task, with_text, corpus, run)
+                await _extract_gold(task, with_text, corpus, run)
             except ServerUnavailableError as exc:
                 problems.append(
                     f"{name}: the LLM server stayed unavailable ({exc}); unscored "
                     "documents count as wrong"
                 )
+            # Extracted by this run here or beside the corpus in the extraction step.
+            accounting = await asyncio.to_thread(run.store.run_accounting, run.run_id, corpus)
+            extracted += len(accounting["extracted_ids"])
             answers = await asyncio.to_thread(
                 run.store.current_fields, corpus, task.name, run.task_version
             )

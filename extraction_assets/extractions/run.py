@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -86,12 +86,16 @@ async def extract_corpus(
     log: logging.Logger | Any,
     on_forecast: Callable[[Forecast], None] | None = None,
     prices: dict[str, tuple[float, float]] | None = None,
+    alongside: Callable[[EngineSettings], Coroutine[Any, Any, object]] | None = None,
 ) -> CorpusRun:
     """Extract what is pending in `corpus` for `task` and store it; the caller owns `client`.
 
     One run per corpus and task at a time, whatever launched it (a second one waits, then finds
     nothing pending). Before extracting, the run's forecast (extraction_assets/forecast.py, at
     the recipe chosen; `prices` for the OpenAI cost) is logged and handed to `on_forecast`.
+    `alongside` (e.g. the gold sample's extraction) runs beside the corpus's calls with the
+    recipe chosen: a continuous-batching server decodes more in all with more sequences, so
+    work that would follow the run goes faster within it. Its errors are logged, not raised.
     Raises the engine's `ServerUnavailableError` when the server stays away: finished calls are
     stored, unfinished documents stay pending.
     """
@@ -143,35 +147,49 @@ async def extract_corpus(
             log.info(forecast.summary())
             if on_forecast is not None:
                 on_forecast(forecast)
-        # Each call is acknowledged once it is in this run's journal (calls finishing together
-        # share one append); the journal is merged into the store every few seconds and at the
-        # end of the block, so the store is not opened once per call.
-        async with store.outcome_writer(
-            run_id=run_id,
-            corpus=corpus,
-            task=task.name,
-            task_version=version,
-            backend=client.backend,
-            model=client.model,
-        ) as writer:
-            packed = PackedAnswers()
-
-            async def on_outcome(outcome: CallOutcome) -> None:
-                packed.observe(outcome)
-                await writer.write(outcome)
-
-            summary = await extract(task, pending, client, engine_settings, on_outcome, log=log)
-        # The lone answers are a measurement, not extractions: nothing of the audit is stored.
-        audit = await shadow_audit(
-            task,
-            pending,
-            packed.answers,
-            client,
-            engine_settings,
-            share=recipe.pack_audit_share,
-            seed=run_id,
-            log=log,
+        side: asyncio.Task[object] | None = (
+            asyncio.create_task(alongside(engine_settings)) if alongside else None
         )
+        try:
+            # Each call is acknowledged once it is in this run's journal (calls finishing together
+            # share one append); the journal is merged into the store every few seconds and at the
+            # end of the block, so the store is not opened once per call.
+            async with store.outcome_writer(
+                run_id=run_id,
+                corpus=corpus,
+                task=task.name,
+                task_version=version,
+                backend=client.backend,
+                model=client.model,
+            ) as writer:
+                packed = PackedAnswers()
+
+                async def on_outcome(outcome: CallOutcome) -> None:
+                    packed.observe(outcome)
+                    await writer.write(outcome)
+
+                summary = await extract(task, pending, client, engine_settings, on_outcome, log=log)
+            # The lone answers are a measurement, not extractions: nothing of the audit is stored.
+            audit = await shadow_audit(
+                task,
+                pending,
+                packed.answers,
+                client,
+                engine_settings,
+                share=recipe.pack_audit_share,
+                seed=run_id,
+                log=log,
+            )
+        except BaseException:
+            if side is not None:
+                side.cancel()
+                await asyncio.gather(side, return_exceptions=True)
+            raise
+        if side is not None:
+            try:
+                await side
+            except Exception as exc:  # the side work reports its own outcome elsewhere
+                log.warning(f"work beside corpus {corpus!r} failed: {type(exc).__name__}: {exc}")
         stats = await asyncio.to_thread(
             store.table_stats, corpus, task.name, version, recipe.retry_limit, max_model_len
         )

@@ -103,3 +103,88 @@ def test_the_run_module_imports_no_dagster() -> None:
     code = "import sys, extraction_assets.extractions.run; assert 'dagster' not in sys.modules"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+class SlowStub(StubClient):
+    """Answers after `delay_s`; remembers when each call started and ended."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.spans: list[tuple[float, float]] = []
+
+    async def complete(
+        self, messages: list[dict[str, str]], schema: dict, schema_name: str, max_tokens: int
+    ) -> Completion:
+        start = time.perf_counter()
+        await asyncio.sleep(self.delay_s)
+        done = await super().complete(messages, schema, schema_name, max_tokens)
+        self.spans.append((start, time.perf_counter()))
+        return done
+
+
+def test_work_alongside_runs_during_the_corpus_calls_with_the_chosen_recipe(
+    store: DuckDBStore,
+) -> None:
+    """The gold sample is extracted beside the corpus (one batch on the server): the side work
+    gets the resolved recipe and starts before the corpus's last call ends."""
+    client = SlowStub(delay_s=0.2)
+    seen: dict[str, Any] = {}
+
+    async def side(engine_settings: Any) -> None:
+        seen["settings"] = engine_settings
+        seen["started"] = time.perf_counter()
+        await asyncio.sleep(0.05)
+
+    recipe = Recipe(items_per_call=1, max_concurrency=1, pack_audit_share=0.0)
+    run = asyncio.run(
+        extract_corpus(
+            store, client, BIO, "c", recipe, run_id="r", max_model_len=8192, log=LOG, alongside=side
+        )
+    )
+    assert run.summary.items_ok == 5
+    assert (seen["settings"].items_per_call, seen["settings"].max_concurrency) == (1, 1)
+    assert seen["started"] < max(end for _, end in client.spans)
+
+
+def test_work_alongside_that_fails_is_logged_not_raised(
+    store: DuckDBStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def side(engine_settings: Any) -> None:
+        raise RuntimeError("gold file unreadable")
+
+    recipe = Recipe(items_per_call=1, max_concurrency=2, pack_audit_share=0.0)
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        run = asyncio.run(
+            extract_corpus(
+                store, StubClient(), BIO, "c", recipe, run_id="r", max_model_len=8192, log=LOG,
+                alongside=side,
+            )
+        )  # fmt: skip
+    assert run.summary.items_ok == 5
+    assert "gold file unreadable" in caplog.text
+
+
+def test_work_alongside_is_cancelled_when_the_corpus_run_fails(store: DuckDBStore) -> None:
+    class Broken(StubClient):
+        async def complete(self, *args: Any, **kwargs: Any) -> Completion:
+            raise RuntimeError("server exploded")
+
+    state = {"cancelled": False}
+
+    async def side(engine_settings: Any) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    recipe = Recipe(items_per_call=1, max_concurrency=1, pack_audit_share=0.0)
+    with pytest.raises(RuntimeError, match="server exploded"):
+        asyncio.run(
+            extract_corpus(
+                store, Broken(), BIO, "c", recipe, run_id="r", max_model_len=8192, log=LOG,
+                alongside=side,
+            )
+        )  # fmt: skip
+    assert state["cancelled"]
