@@ -91,6 +91,11 @@ class CorpusFile:
     plain: bool
 
 
+# Corpora whose names start with this hold a gold set's documents (the gold_sample check), not a
+# user's source folder; brackets are not allowed in folder names, so they never collide.
+GOLD_CORPUS_PREFIX = "[gold]"
+
+
 @dataclass(frozen=True)
 class CorpusScan:
     """A corpus folder checked and fingerprinted in one pass over its bytes, before reading it.

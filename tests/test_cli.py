@@ -145,3 +145,34 @@ def test_export_without_a_store_says_so(
     monkeypatch.setenv("EXTRACTION_DB", str(tmp_path / "none.duckdb"))
     assert main(["export", "biography", "-o", str(tmp_path / "x.csv")]) == 2
     assert "no store at" in capsys.readouterr().err
+
+
+def test_export_of_all_corpora_leaves_out_the_gold_pseudo_corpora(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gold_sample check extracts its documents into `[gold]<set>` pseudo-corpora of the
+    same store: a user's export of "all corpora" is their corpora; the gold is one --corpus away."""
+    spec = tmp_path / "note.yaml"
+    spec.write_text(textwrap.dedent(NOTE_TASK))
+    store, _ = _store_with_notes(tmp_path, spec)
+    gold = Document.make("[gold]sample", "g1", "gold text")
+    store.sync_documents(gold.corpus, [gold], "r1")
+    call = CallRecord("c-g1", "http://x", 1, 1, 10, 5, 0.1, "stop", 1, 0, None, time.time())
+    store.record_outcome(
+        outcome=CallOutcome(
+            call=call,
+            results=[
+                ItemResult("g1", gold.content_hash, "ok", {"person": "G", "year": 1, "topics": []})
+            ],
+        ),
+        context=CallContext("r1", gold.corpus, "note", "v1", "vllm", "m"),
+    )
+    monkeypatch.setenv("EXTRACTION_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EXTRACTION_DB", store.path)
+
+    every = tmp_path / "all.jsonl"
+    assert main(["export", str(spec), "-o", str(every)]) == 0
+    assert [json.loads(x)["doc_id"] for x in every.read_text().splitlines()] == ["n1", "n2", "n3"]
+    only_gold = tmp_path / "gold.jsonl"
+    assert main(["export", str(spec), "--corpus", "[gold]sample", "-o", str(only_gold)]) == 0
+    assert [json.loads(x)["doc_id"] for x in only_gold.read_text().splitlines()] == ["g1"]

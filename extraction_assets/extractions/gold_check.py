@@ -25,7 +25,7 @@ from extraction_assets.evaluation.task_gold import gold_set, gold_set_names
 from extraction_assets.extractions.metadata import markdown_table
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import ExtractionTask
-from extraction_assets.types import Document
+from extraction_assets.types import GOLD_CORPUS_PREFIX, Document
 from resources.store import CallContext, DuckDBStore
 
 GOLD_CHECK = "gold_sample"
@@ -37,7 +37,7 @@ GOLD_CHECK_DESCRIPTION = (
 
 def gold_corpus(gold_set: str) -> str:
     """The pseudo-corpus a gold set is extracted into."""
-    return f"[gold]{gold_set}"
+    return f"{GOLD_CORPUS_PREFIX}{gold_set}"
 
 
 def gold_sets_for(task: ExtractionTask, settings: Settings) -> list[tuple[str, int | None]]:
@@ -45,14 +45,6 @@ def gold_sets_for(task: ExtractionTask, settings: Settings) -> list[tuple[str, i
     reports it rather than dropping it), and the task's own gold, named after the task."""
     sizes = dict(settings.gold_sample)
     return [(n, sizes.get(n)) for n in gold_set_names(task, list(sizes))]
-
-
-def gold_check_specs(
-    task: ExtractionTask, settings: Settings, asset: dg.AssetKey
-) -> list[dg.AssetCheckSpec]:
-    if not gold_sets_for(task, settings):
-        return []
-    return [dg.AssetCheckSpec(GOLD_CHECK, asset=asset, description=GOLD_CHECK_DESCRIPTION)]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from typing import Any
 
 import duckdb
 
+from extraction_assets.types import GOLD_CORPUS_PREFIX
 from resources.store._schema import quote_identifier, quote_literal, view_name
 
 
@@ -28,11 +29,16 @@ def export(
 ) -> int:
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
-    where = "WHERE corpus = $corpus" if corpus is not None else ""
+    # All corpora means the user's: the gold check's pseudo-corpora only when asked for by name.
+    where, params = (
+        ("WHERE corpus = $corpus", {"corpus": corpus})
+        if corpus is not None
+        else ("WHERE NOT starts_with(corpus, $gold)", {"gold": GOLD_CORPUS_PREFIX})
+    )
     row = con.execute(
         f"COPY (SELECT * FROM {quote_identifier(view)} {where} ORDER BY corpus, doc_id) "
         f"TO {quote_literal(str(path))} ({EXPORT_FORMATS[fmt]})",
-        {"corpus": corpus} if corpus is not None else {},
+        params,
     ).fetchone()
     return int(row[0]) if row else 0
 
