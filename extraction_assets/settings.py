@@ -59,6 +59,7 @@ class _Environment(_Blank):
     store: str | None = Field(default=None, repr=False, validation_alias="EXTRACTION_STORE")
     lake_data_path: str | None = Field(default=None, validation_alias="EXTRACTION_LAKE_DATA_PATH")
     server_retries: int = Field(default=3, ge=0, validation_alias="EXTRACTION_SERVER_RETRIES")
+    llm_pool: str | None = Field(default=None, validation_alias="EXTRACTION_LLM_POOL")
     export_dir: Path | None = Field(default=None, validation_alias="EXTRACTION_EXPORT_DIR")
     tasks: str = Field(default="biography", validation_alias="EXTRACTION_TASKS")
     schedule_cron: str = Field(default="0 2 * * *", validation_alias="EXTRACTION_SCHEDULE_CRON")
@@ -78,6 +79,14 @@ class _Environment(_Blank):
     vllm_args: str = Field(default="", validation_alias="EXTRACTION_VLLM_ARGS")
     dagster_home: Path | None = Field(default=None, validation_alias="DAGSTER_HOME")
     prices: str | None = Field(default=None, validation_alias="EXTRACTION_PRICES")
+
+    @field_validator("llm_pool")
+    @classmethod
+    def _pool_name(cls, value: str | None) -> str | None:
+        # Dagster's rule for a pool name: no whitespace.
+        if value is not None and (not value.strip() or any(c.isspace() for c in value.strip())):
+            raise ValueError(f"a pool name has no spaces, got {value!r}")
+        return value.strip() if value is not None else None
 
     @field_validator("automation_default", mode="before")
     @classmethod
@@ -140,6 +149,9 @@ class Settings:
     # EXTRACTION_SERVER_RETRIES: Dagster retries of an extraction step that lost its LLM server
     # (30 s, 60 s, 120 s apart); 0 fails the step at once
     server_retries: int = 3
+    # EXTRACTION_LLM_POOL: the Dagster pool of the steps that call the LLM server (runs beyond
+    # its limit wait for a slot); default llm_<host>_<port> from LLM_BASE_URL; "none": no pool
+    llm_pool: str | None = None
     llm: LLMEnvironment = field(default_factory=LLMEnvironment, repr=False)  # LLM_*
 
     @property
@@ -182,6 +194,7 @@ class Settings:
             lake_catalog=_lake_catalog(env.store),
             lake_data_path=env.lake_data_path or str(root / "lake-data"),
             server_retries=env.server_retries,
+            llm_pool=env.llm_pool,
             llm=LLMEnvironment(),
         )
 

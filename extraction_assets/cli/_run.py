@@ -10,6 +10,7 @@ import argparse
 import fcntl
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ import dagster as dg
 from extraction_assets.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Which process ran an in-process run: its pool slots are freed once that process is gone.
+HOST_TAG = "extraction/host"
+PROCESS_TAG = "extraction/process"  # "<pid>:<start time>" (a reused pid is another process)
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
@@ -57,6 +61,61 @@ def ensure_server(settings: Settings) -> str:
     return handle.url
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time (Linux /proc, in clock ticks since boot); None when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _process_key(pid: int) -> str:
+    return f"{pid}:{_start_time(pid) or ''}"
+
+
+def _process_alive(key: str) -> bool:
+    pid, _, started = key.partition(":")
+    if not Path("/proc").is_dir():  # no /proc: the pid alone
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):
+            return True
+        return True
+    return _start_time(int(pid)) == started
+
+
+def run_tags() -> dict[str, str]:
+    """Tags naming this process on the runs it executes in-process."""
+    return {HOST_TAG: socket.gethostname(), PROCESS_TAG: _process_key(os.getpid())}
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Frees the pool slots still held by runs of `extraction run` processes of this host that
+    died (SIGKILL, out of memory): the ids of those runs.
+
+    An in-process run has no run monitoring: a slot its dead process held (the LLM endpoint's
+    pool, extractions/capacity.py) would stay claimed, and every later extraction against that
+    server would wait for it forever."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return []
+    run_ids = storage.get_concurrency_run_ids()
+    if not run_ids:
+        return []
+    host = socket.gethostname()
+    freed = []
+    for run in instance.get_runs(filters=dg.RunsFilter(run_ids=sorted(run_ids))):
+        key = run.tags.get(PROCESS_TAG)
+        if run.tags.get(HOST_TAG) != host or not key or _process_alive(key):
+            continue
+        storage.free_concurrency_slots_for_run(run.run_id)
+        freed.append(run.run_id)
+    return freed
+
+
 def run_corpora(
     settings: Settings, corpora: list[str] | None = None, run_config: dict[str, Any] | None = None
 ) -> tuple[list[str], list[str], bool]:
@@ -71,12 +130,18 @@ def run_corpora(
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(CORPORA, corpora)
     job = defs.resolve_job_def("extract_corpus")
+    for run_id in release_dead_runs(instance):
+        print(f"freed the pool slots of run {run_id} (its process is gone)", flush=True)
     ok = True
     run_ids = []
     for corpus in corpora:
         print(f"\n== corpus {corpus!r}: running job extract_corpus ==", flush=True)
         result = job.execute_in_process(
-            instance=instance, partition_key=corpus, run_config=run_config, raise_on_error=False
+            instance=instance,
+            partition_key=corpus,
+            run_config=run_config,
+            raise_on_error=False,
+            tags=run_tags(),
         )
         ok &= result.success
         run_ids.append(result.run_id)

@@ -355,10 +355,16 @@ async def resolve_recipe(
     client: LLMClient,
     settings: EngineSettings,
     log: logging.Logger | Any,
+    share: int = 1,
 ) -> tuple[int, int]:
     """The (items_per_call, max_concurrency) of a run: numbers as configured; "auto" by the
     backend's rule, or by a probe on vLLM when many documents are pending. A fixed knob stays
-    fixed whatever auto chooses for the other."""
+    fixed whatever auto chooses for the other.
+
+    `share`: how many runs may use the server at once (its Dagster pool's limit,
+    extractions/capacity.py); an auto in-flight count is 1/share of what one run would take,
+    so together they put no more requests on the server than one run alone."""
+    share = max(1, share)
     fixed_n = items_per_call if isinstance(items_per_call, int) else None
     fixed_c = max_concurrency if isinstance(max_concurrency, int) else None
     if fixed_n is not None and fixed_c is not None:
@@ -372,7 +378,9 @@ async def resolve_recipe(
             settings,
             log,
             pack_sizes=(fixed_n,) if fixed_n else PACK_SIZES,
-            concurrencies=(fixed_c,) if fixed_c else CONCURRENCIES,
+            concurrencies=(fixed_c,)
+            if fixed_c
+            else tuple(c for c in CONCURRENCIES if c * share <= LONE_IN_FLIGHT) or (1,),
         )
         log.info(f"auto recipe (probed): items_per_call={n}, max_concurrency={c}")
         return n, c
@@ -381,7 +389,7 @@ async def resolve_recipe(
     if backend in PACKED:
         largest, in_flight = PACKED[backend]
         n = fixed_n or max_pack_by_context(task, sample, settings, largest, planner)
-        c = fixed_c or in_flight
+        c = fixed_c or max(1, in_flight // share)
         why = (
             f"{backend} gains from packing (requests cost: no continuous batching or "
             "per-request limits)"
@@ -390,12 +398,15 @@ async def resolve_recipe(
         n = fixed_n or 1
         kv = await kv_cache_tokens(client)
         cap = _in_flight_cap(planner, sample, kv)
-        c = fixed_c or max(
-            1, min(LONE_IN_FLIGHT, cap or LONE_IN_FLIGHT, math.ceil(len(pending) / n) or 1)
-        )
+        budget = min(LONE_IN_FLIGHT, cap or LONE_IN_FLIGHT) // share
+        c = fixed_c or max(1, min(budget, math.ceil(len(pending) / n) or 1))
         why = (
             "a continuous-batching server decodes single requests side by side (KV cache "
             f"holds {cap if cap else 'unknown'} items)"
+        )
+    if share > 1 and fixed_c is None:
+        why += (
+            f"; 1/{share} of the server's requests in flight (its pool lets {share} runs share it)"
         )
     log.info(
         f"auto recipe: items_per_call={n}, max_concurrency={c} for {len(pending)} pending "

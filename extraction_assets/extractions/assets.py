@@ -25,6 +25,7 @@ from extraction_assets.errors import (
     StoreLockedError,
     TaskSpecError,
 )
+from extraction_assets.extractions.capacity import endpoint_pool, pool_limit
 from extraction_assets.extractions.checks import build_task_checks, latest_materialization
 from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG
 from extraction_assets.extractions.gold_check import GoldRun, gold_sets_for, prefetch_gold_sample
@@ -142,11 +143,15 @@ def build_task_assets(
     `code_version` is the task version for the configured model, so a changed prompt, schema or model
     shows up in the UI as a code version change (and the store re-extracts on its own). A component's
     extraction passes its own partitions, documents asset, group and resource keys.
+
+    The steps that call the LLM declare the pool of its endpoint (extractions/capacity.py), so
+    concurrent runs share one server's capacity instead of each sending a run's worth.
     """
     prefix = list(key_prefix)
     code_version = task.version(llm.model, llm.get_client().generation_params())
     extractions_key = dg.AssetKey([*prefix, f"{task.name}_extractions"])
     table_key = dg.AssetKey([*prefix, f"{task.name}_table"])
+    pool = endpoint_pool(llm.base_url, settings.llm_pool)
 
     @dg.asset(
         key=extractions_key,
@@ -158,6 +163,7 @@ def build_task_assets(
         owners=OWNERS,
         code_version=code_version,
         retry_policy=retry_policy,
+        pool=pool,
         # The shadow audit's lone answers are a measurement of this run, never stored: its check
         # can only be evaluated inside the step.
         check_specs=[
@@ -186,6 +192,16 @@ def build_task_assets(
                 )
             )
 
+        # The step holds one of the pool's slots: the server's requests in flight are shared
+        # by as many steps as the pool's limit lets run.
+        limit = pool_limit(context.instance, pool)
+        share = max(1, limit) if limit else 1
+        if pool is not None:
+            context.log.info(
+                f"pool {pool}: limit {limit if limit is not None else 'none'} "
+                f"(runs extracting from this server at once); this run takes 1/{share} of "
+                "its requests in flight"
+            )
         client = llm.get_client()
         where = f"corpus {corpus!r}, task {task.name}"
 
@@ -210,6 +226,7 @@ def build_task_assets(
                 on_forecast=show_forecast,
                 prices=price_table(settings.prices or ""),
                 alongside=gold_alongside if gold_sets_for(task, settings) else None,
+                server_share=share,
             )
         except _TRANSIENT as exc:
             raise dg.Failure(
@@ -228,7 +245,11 @@ def build_task_assets(
             await client.aclose()
         version = store.table_version(corpus, task.name)
         return dg.MaterializeResult(
-            metadata=run_metadata(run, config.recipe()),
+            metadata={
+                **run_metadata(run, config.recipe()),
+                "llm_pool": pool or "none",
+                "llm_pool_limit": limit if limit is not None else "none",
+            },
             data_version=dg.DataVersion(version),
             check_results=[pack_audit_result(run.audit, config.pack_audit_max_disagreement)],
         )
@@ -294,6 +315,7 @@ def build_task_assets(
         partitions_def=partitions_def,
         llm_key=llm_key,
         store_key=store_key,
+        pool=pool,
     )
     return [extractions, table, *checks]
 

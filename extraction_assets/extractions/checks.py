@@ -76,9 +76,11 @@ def build_task_checks(
     partitions_def: dg.DynamicPartitionsDefinition = corpus_partitions,
     llm_key: str = "llm",
     store_key: str = "store",
+    pool: str | None = None,
 ) -> list[dg.AssetChecksDefinition]:
     """coverage, validity (blocking), source_freshness and, when a gold set is configured for the
-    task, gold_sample: checks of `extractions_key`, one evaluation per corpus partition."""
+    task, gold_sample: checks of `extractions_key`, one evaluation per corpus partition.
+    gold_sample calls the LLM: it takes a slot of the endpoint's `pool` like the extraction."""
 
     def check(name: str, **kwargs: Any) -> Callable[..., dg.AssetChecksDefinition]:
         # Partitioned checks are a preview feature of Dagster 1.13, chosen knowingly: without them a
@@ -202,6 +204,7 @@ def build_task_checks(
             GOLD_CHECK,
             description=GOLD_CHECK_DESCRIPTION,
             required_resource_keys={llm_key, store_key},
+            pool=pool,
         )
         async def gold_sample(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
             """Scored with the recipe the extraction used; an error in it warns."""

@@ -87,6 +87,7 @@ async def extract_corpus(
     on_forecast: Callable[[Forecast], None] | None = None,
     prices: dict[str, tuple[float, float]] | None = None,
     alongside: Callable[[EngineSettings], Coroutine[Any, Any, object]] | None = None,
+    server_share: int = 1,
 ) -> CorpusRun:
     """Extract what is pending in `corpus` for `task` and store it; the caller owns `client`.
 
@@ -96,6 +97,8 @@ async def extract_corpus(
     `alongside` (e.g. the gold sample's extraction) runs beside the corpus's calls with the
     recipe chosen: a continuous-batching server decodes more in all with more sequences, so
     work that would follow the run goes faster within it. Its errors are logged, not raised.
+    `server_share`: how many runs may use the server at once (its pool's limit,
+    extractions/capacity.py); an auto in-flight count is that share of one run's.
     Raises the engine's `ServerUnavailableError` when the server stays away: finished calls are
     stored, unfinished documents stay pending.
     """
@@ -125,6 +128,7 @@ async def extract_corpus(
             client,
             engine_settings,
             log,
+            share=server_share,
         )
         engine_settings = replace(
             engine_settings, items_per_call=items_per_call, max_concurrency=max_concurrency
