@@ -165,10 +165,13 @@ def run_point(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 time.time(),
                 log,
             )
-        for corpus, (proc, t0, log) in procs.items():
-            rc = proc.wait(timeout=args.timeout)
-            spans[corpus] = (t0, time.time(), rc)
-            log.close()
+        deadline = time.time() + args.timeout
+        while len(spans) < len(procs) and time.time() < deadline:
+            for corpus, (proc, t0, log) in procs.items():
+                if corpus not in spans and proc.poll() is not None:
+                    spans[corpus] = (t0, time.time(), proc.returncode)
+                    log.close()
+            time.sleep(0.2)
         ended = max(end for _, end, _ in spans.values())
     per_run = _per_run(home / "store.duckdb", dagster_home, STEP[args.shape], spans)
     calls = [r for r in per_run.values()]
@@ -235,7 +238,7 @@ def _per_run(
                 e = record.dagster_event
                 if e is None:
                     continue
-                if e.event_type_value == "RUN_START":
+                if e.event_type_value == dg.DagsterEventType.RUN_START.value:
                     events.setdefault("run_start", record.timestamp)
                 if e.step_key == step and e.event_type_value in ("STEP_START", "STEP_SUCCESS"):
                     events.setdefault(e.event_type_value, record.timestamp)
