@@ -32,6 +32,8 @@ from extraction_assets.types import CallOutcome, CallRecord, ItemResult
 
 # A journal being created; "*.jsonl" does not match it, so recovery never sees it.
 CREATING_SUFFIX = ".jsonl.creating"
+# A journal still being created this long after it was made: its writer died before renaming it.
+STALE_CREATING_S = 60.0
 
 
 def journal_dir(store_path: str) -> Path:
@@ -117,11 +119,29 @@ def read_journal(path: Path) -> tuple[dict[str, Any], list[CallOutcome]]:
     return context, outcomes
 
 
+def _remove_stale_creating(folder: Path) -> None:
+    """Remove journals whose writer died between creating and renaming them: they hold only a
+    header (calls are appended after the rename, so nothing in them was acknowledged). Old and
+    unlocked only: a writer may be between its open and its lock right now."""
+    if not folder.exists():
+        return
+    for path in folder.glob(f"*{CREATING_SUFFIX}"):
+        try:
+            if time.time() - path.stat().st_mtime < STALE_CREATING_S:
+                continue
+            with path.open("r", encoding="utf-8") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path.unlink()
+        except (FileNotFoundError, BlockingIOError):
+            continue
+
+
 @contextlib.contextmanager
 def orphaned_journals(store_path: str) -> Iterator[list[Path]]:
     """Journals no living writer holds, locked for the caller while it merges them."""
     folder = journal_dir(store_path)
     held = []
+    _remove_stale_creating(folder)
     try:
         for path in sorted(folder.glob("*.jsonl")) if folder.exists() else []:
             try:

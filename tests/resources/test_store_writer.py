@@ -312,3 +312,29 @@ def test_recovery_racing_a_new_journal_leaves_it_to_its_writer(tmp_path: Path) -
     with duckdb.connect(str(db), read_only=True) as con:
         stored = [r[0] for r in con.execute("SELECT doc_id FROM extractions ORDER BY 1").fetchall()]
     assert stored == acknowledged
+
+
+def test_a_journal_left_half_created_by_a_killed_writer_is_cleaned_up(tmp_path: Path) -> None:
+    """A writer killed between creating its journal and renaming it leaves a header-only
+    `*.jsonl.creating` file: nothing in it was acknowledged (calls are appended after the
+    rename). Recovery removes such a file once it is unlocked and older than a minute; a fresh
+    one, or one a living writer still holds, stays."""
+    import fcntl
+    import os
+
+    from resources.store._journal import CREATING_SUFFIX, journal_dir
+
+    store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
+    folder = journal_dir(store.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    stale, fresh, held = (folder / f"{n}{CREATING_SUFFIX}" for n in ("stale", "fresh", "held"))
+    for path in (stale, fresh, held):
+        path.write_text('{"context": {}}\n')
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    os.utime(held, (an_hour_ago, an_hour_ago))
+    with held.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        store.recover_journals()
+        assert not stale.exists()
+        assert fresh.exists() and held.exists()
