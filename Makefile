@@ -6,7 +6,7 @@ PY := .venv/bin/python
 EXTRACTION_HOME ?= $(CURDIR)/.extraction
 DAGSTER_HOME ?= $(EXTRACTION_HOME)/dagster_home
 
-.PHONY: setup test test-fast lint demo serve stop status ui
+.PHONY: setup test test-fast lint demo serve stop status ui cluster-up cluster-down cluster-status
 
 setup:
 	scripts/bootstrap
@@ -43,3 +43,14 @@ ui: setup
 	mkdir -p "$(DAGSTER_HOME)"
 	test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
 	DAGSTER_HOME="$(DAGSTER_HOME)" .venv/bin/dg dev -h 127.0.0.1 -p 3000
+
+# The local cluster (scripts/cluster): PostgreSQL, Redis, vLLM replicas, webserver + daemon, two
+# Celery workers; state in $(EXTRACTION_CLUSTER_DIR) (default /tmp/extraction-cluster).
+cluster-up: setup
+	scripts/cluster start
+
+cluster-down:
+	scripts/cluster stop
+
+cluster-status:
+	scripts/cluster status

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from extraction_assets.cluster import cluster_executor
 from extraction_assets.corpora.assets import corpus_documents
 from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
@@ -86,6 +87,8 @@ def build_definitions(
             "store": store_resource(settings),
             "settings": settings,
         },
+        # EXTRACTION_CELERY_BROKER set: steps on the cluster's Celery workers; else local processes.
+        executor=cluster_executor(settings),
     )
 
 

@@ -16,7 +16,8 @@
     ├── GoldError                           evaluation gold data
     │   ├── GoldFileMissingError (FileNotFoundError)
     │   └── GoldFileError (ValueError)      a gold file that cannot be read
-    └── TaskSpecError (ValueError)          a task spec that cannot become a task
+    ├── TaskSpecError (ValueError)          a task spec that cannot become a task
+    └── ClusterError (RuntimeError)         a cluster worker without its broker
 
 The built-in bases in parentheses are kept so callers catching them still do. This module is the
 one import path of each name. Ground floor: imports nothing from the project.
@@ -25,6 +26,7 @@ one import path of each name. Ground floor: imports nothing from the project.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "ContextLengthError",
     "CorpusError",
     "ExtractionError",
@@ -152,3 +154,10 @@ class TaskSpecError(ExtractionError, ValueError):
     def __init__(self, source: str, where: str, problem: str) -> None:
         self.source, self.where, self.problem = source, where, problem
         super().__init__(f"{source}: {where}: {problem}" if where else f"{source}: {problem}")
+
+
+# --- the cluster ------------------------------------------------------------------------------
+
+
+class ClusterError(ExtractionError, RuntimeError):
+    """A cluster process cannot start as configured (e.g. a worker without a broker)."""

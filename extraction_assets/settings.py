@@ -60,6 +60,12 @@ class _Environment(_Blank):
     lake_data_path: str | None = Field(default=None, validation_alias="EXTRACTION_LAKE_DATA_PATH")
     server_retries: int = Field(default=3, ge=0, validation_alias="EXTRACTION_SERVER_RETRIES")
     llm_pool: str | None = Field(default=None, validation_alias="EXTRACTION_LLM_POOL")
+    celery_broker: str | None = Field(
+        default=None, repr=False, validation_alias="EXTRACTION_CELERY_BROKER"
+    )
+    celery_visibility_timeout_s: int = Field(
+        default=6 * 3600, gt=0, validation_alias="EXTRACTION_CELERY_VISIBILITY_TIMEOUT_S"
+    )
     export_dir: Path | None = Field(default=None, validation_alias="EXTRACTION_EXPORT_DIR")
     tasks: str = Field(default="biography", validation_alias="EXTRACTION_TASKS")
     schedule_cron: str = Field(default="0 2 * * *", validation_alias="EXTRACTION_SCHEDULE_CRON")
@@ -152,6 +158,14 @@ class Settings:
     # EXTRACTION_LLM_POOL: the Dagster pool of the steps that call the LLM server (runs beyond
     # its limit wait for a slot); default llm_<host>_<port> from LLM_BASE_URL; "none": no pool
     llm_pool: str | None = None
+    # EXTRACTION_CELERY_BROKER: a Celery broker URL (redis://host:port/db) runs every step on the
+    # Celery workers listening to it (extraction_assets/cluster.py); unset = steps in local
+    # processes, as on one machine. Its value reaches Dagster as an EnvVar, never shown.
+    celery_broker: str | None = field(default=None, repr=False)
+    # EXTRACTION_CELERY_VISIBILITY_TIMEOUT_S: a step taken by a worker that died is given to
+    # another worker after this long; must exceed the longest step (a step still running then is
+    # started a second time, which waits for the first on the corpus lock)
+    celery_visibility_timeout_s: int = 6 * 3600
     llm: LLMEnvironment = field(default_factory=LLMEnvironment, repr=False)  # LLM_*
 
     @property
@@ -195,6 +209,8 @@ class Settings:
             lake_data_path=env.lake_data_path or str(root / "lake-data"),
             server_retries=env.server_retries,
             llm_pool=env.llm_pool,
+            celery_broker=env.celery_broker,
+            celery_visibility_timeout_s=env.celery_visibility_timeout_s,
             llm=LLMEnvironment(),
         )
 
