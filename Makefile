@@ -11,12 +11,20 @@ DAGSTER_HOME ?= $(EXTRACTION_HOME)/dagster_home
 setup:
 	scripts/bootstrap
 
-test: setup
-	$(PY) -m pytest -q --durations=15
-
 # Tiers are pytest markers (pyproject.toml); tests/conftest.py marks every test using the server.
+FAST := not vllm and not dagster_daemon and not browser
+# The fast tier in parallel (pytest-xdist, one worker per core; tests that share a server are
+# grouped in tests/conftest.py). The server tier stays serial: one vLLM server per session.
+PARALLEL ?= -n auto --dist loadgroup
+
+# Two runs: the fast tier in parallel first (fails in minutes), then the server, daemon and
+# browser tier serially.
+test: setup
+	$(PY) -m pytest -q $(PARALLEL) -m "$(FAST)" --durations=15
+	$(PY) -m pytest -q -m "not ($(FAST))" --durations=15
+
 test-fast: setup
-	$(PY) -m pytest -q -m "not vllm and not dagster_daemon and not browser" --durations=10
+	$(PY) -m pytest -q $(PARALLEL) -m "$(FAST)" --durations=10
 
 # Strict typing where configured in pyproject.toml ([tool.mypy] overrides).
 lint: setup

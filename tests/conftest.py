@@ -24,6 +24,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if VLLM_FIXTURE in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.vllm)
+        # Under xdist (`make test-fast`, -n with --dist loadgroup) the tests of the one PostgreSQL
+        # server go to one worker, which starts it once.
+        if item.get_closest_marker("postgres"):
+            item.add_marker(pytest.mark.xdist_group("postgres"))
+    # The long tests first: workers that start them early finish together (a long test handed
+    # out last would run alone at the end). A stable sort keeps the file order within each part.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 # --- the vLLM server --------------------------------------------------------------------------
