@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from extraction_assets.corpora.sources import read_corpus
 from extraction_assets.errors import CorpusError, StoreWriteError
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
-from resources.store import CallContext, DuckDBStore
+from resources.store import CallContext, DuckDBStore, _documents
 
 SAMPLE = Path(__file__).resolve().parents[2] / "extraction_assets" / "sample_data"
 CORPUS = "biographies"
@@ -412,10 +412,15 @@ def failing_after(documents: list[Document], exc: BaseException) -> Iterator[Doc
     raise exc
 
 
-def test_a_failing_source_mid_sync_writes_nothing(store: DuckDBStore, tmp_path: Path) -> None:
+def test_a_failing_source_mid_sync_writes_nothing(
+    store: DuckDBStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.sync_documents(CORPUS, docs(a="A"), "r1")
     before = query(store, "SELECT * FROM documents")
-    many = [Document.make(CORPUS, f"d{i}", "t") for i in range(25_000)]  # several chunks
+    # Several chunks written before the source fails: small chunks, so a few hundred documents
+    # make them (25,000 documents at the real chunk size cost minutes on a loaded machine).
+    monkeypatch.setattr(_documents, "_SYNC_CHUNK", 100)
+    many = [Document.make(CORPUS, f"d{i}", "t") for i in range(250)]
     with pytest.raises(CorpusError):
         store.sync_documents(CORPUS, failing_after(many, CorpusError("late error", CORPUS)), "r2")
     # A duplicated id (the same document twice from a source) is refused as a whole too.
