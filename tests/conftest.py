@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from extraction_assets import serve
 from extraction_assets.errors import ServerError
@@ -13,6 +14,10 @@ from extraction_assets.errors import ServerError
 # The gold_sample check extracts its gold documents (10 by default) in every fresh store: the
 # tests that are not about it keep it off; tests/pipeline/test_gold_check.py turns it on.
 os.environ.setdefault("EXTRACTION_GOLD_SAMPLE", "none")
+
+# Property tests: hypothesis's 100 examples each unless a test names fewer (those that run the
+# job per example); `pytest --hypothesis-profile=thorough` runs the others ten times as far.
+hypothesis_settings.register_profile("thorough", max_examples=1000)
 
 # --- markers ----------------------------------------------------------------------------------
 # Tiers (pyproject's markers; `make test-fast` = not vllm, not dagster_daemon, not browser). A test

@@ -260,8 +260,7 @@ def test_fingerprint_changes_iff_content_changes(tmp_path: Path) -> None:
     assert corpus_fingerprint(tmp_path, "c") != fp
 
 
-@settings(
-    max_examples=150,
+@settings(  # examples: the profile (tests/conftest.py)
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
