@@ -50,7 +50,7 @@ def test_forecast_matches_the_run_that_follows(tmp_path) -> None:
         )
         try:
             before = await forecast_corpus(
-                store, client, BIO, "c", items_per_call=3, max_model_len=4096, prices=PRICES
+                store, client, BIO, "c", items_per_call=3, max_model_len=8192, prices=PRICES
             )
             run = await extract_corpus(
                 store,
@@ -59,14 +59,14 @@ def test_forecast_matches_the_run_that_follows(tmp_path) -> None:
                 "c",
                 Recipe(items_per_call=3, max_concurrency=2, pack_audit_share=0.0),
                 run_id="r1",
-                max_model_len=4096,
+                max_model_len=8192,
                 log=logging.getLogger("test.forecast"),
             )
             store.sync_documents(
                 "c", [*docs(range(15)), Document.make("c", "huge", "x" * 60_000)], "s2"
             )
             after = await forecast_corpus(
-                store, client, BIO, "c", items_per_call=3, max_model_len=4096, prices=PRICES
+                store, client, BIO, "c", items_per_call=3, max_model_len=8192, prices=PRICES
             )
             return before, run, after
         finally:
