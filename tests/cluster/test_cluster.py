@@ -140,6 +140,9 @@ def test_a_worker_killed_mid_step_its_step_resumes_on_the_other(cluster: Cluster
         stored, RUN_TIMEOUT_S, "two documents stored by the run", cluster, every_s=0.5
     )
     holder = cluster.step_workers(run_id)[EXTRACTION_STEP]
+    # Seen here under load: a step outlasting KILL_VISIBILITY_TIMEOUT_S was given to the second
+    # worker too (waiting on the corpus lock) before two documents were stored, so this fails;
+    # on a machine where the step takes seconds it holds. To do: kill the worker that took it first.
     assert len(holder) == 1, holder
     victim = next(iter(holder)).split("@")[0]
     cluster.kill(victim)
