@@ -24,6 +24,7 @@ import dagster as dg
 
 from extraction_assets.serve import free_port
 from resources.store import DuckDBStore
+from tests.ui.servers import LAUNCH_BACKFILL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "scripts" / "cluster"
@@ -37,17 +38,6 @@ mutation($executionParams: ExecutionParams!) {
     ... on PythonError { message stack }
     ... on RunConfigValidationInvalid { errors { message } }
     ... on InvalidSubsetError { message }
-  }
-}
-"""
-LAUNCH_BACKFILL = """
-mutation($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionSetNotFoundError { message }
-    ... on PartitionKeysNotFoundError { message }
   }
 }
 """

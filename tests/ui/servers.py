@@ -35,6 +35,21 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 T = TypeVar("T")
 
 
+# The UI's own backfill mutation (the Launchpad's "Launch backfill"), as the browser sends it.
+LAUNCH_BACKFILL = """
+mutation($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on PartitionSetNotFoundError { message }
+    ... on PartitionKeysNotFoundError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

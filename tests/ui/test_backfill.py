@@ -12,24 +12,18 @@ import time
 import dagster as dg
 import pytest
 
-from tests.ui.servers import dagster_project, sample_documents, wait_for, write_corpus
+from tests.ui.servers import (
+    LAUNCH_BACKFILL,
+    dagster_project,
+    sample_documents,
+    wait_for,
+    write_corpus,
+)
 
 pytestmark = [pytest.mark.vllm, pytest.mark.dagster_daemon, pytest.mark.slow]
 
 RUN_TIMEOUT_S = 600  # two 2-document runs at once on the shared CPU server, plus queueing
 CORPORA = ("backfill_letters", "backfill_notes")
-LAUNCH_BACKFILL = """
-mutation($backfillParams: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $backfillParams) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-    ... on PartitionSetNotFoundError { message }
-    ... on PartitionKeysNotFoundError { message }
-    ... on UnauthorizedError { message }
-  }
-}
-"""
 
 
 def test_backfill_of_two_corpora_runs_both_without_lock_errors(tmp_path, vllm_url, vllm_model):
