@@ -260,16 +260,3 @@ def measured_runs(
     if row is None or not row[1]:
         return None
     return MeasuredRuns(float(row[0]), int(row[1]), float(row[2]), float(row[3]), float(row[4]))
-
-
-def measured_rate(
-    con: duckdb.DuckDBPyConnection,
-    backend: str,
-    model: str,
-    task: str,
-    items_per_call: int,
-    runs: int = 5,
-) -> tuple[float, int] | None:
-    """(documents per minute, runs measured): `measured_runs` without the overheads."""
-    measured = measured_runs(con, backend, model, task, items_per_call, runs)
-    return None if measured is None else (measured.items_per_min, measured.runs)

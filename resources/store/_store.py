@@ -424,14 +424,6 @@ class DuckDBStore(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         with self.connect(read_only=True) as con:
             return _reports.extraction_rows(con, corpus, task)
 
-    def measured_rate(
-        self, backend: str, model: str, task: str, items_per_call: int
-    ) -> tuple[float, int] | None:
-        """(items per minute, runs measured) of earlier runs with this backend, model, task and
-        pack size; None when there are none (the forecast then gives no minutes)."""
-        with self.connect(read_only=True) as con:
-            return _reports.measured_rate(con, backend, model, task, items_per_call)
-
     def measured_runs(
         self, backend: str, model: str, task: str, items_per_call: int
     ) -> _reports.MeasuredRuns | None:

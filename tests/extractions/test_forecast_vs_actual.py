@@ -134,6 +134,12 @@ def _record(
         )
 
 
+def _rate(store: DuckDBStore, task: str, items_per_call: int) -> tuple[float, int] | None:
+    """(documents per minute, runs measured) of the vllm/m runs stored."""
+    measured = store.measured_runs("vllm", "m", task, items_per_call)
+    return None if measured is None else (measured.items_per_min, measured.runs)
+
+
 def test_rate_from_hand_made_calls(tmp_path: Path) -> None:
     store = DuckDBStore(path=str(tmp_path / "store.duckdb"))
     docs = _docs(30)
@@ -146,11 +152,11 @@ def test_rate_from_hand_made_calls(tmp_path: Path) -> None:
     _record(store, "r3", docs[20:], pack=5, every_s=1, latency_s=9, t0=T0 + 200)
     _record(store, "r4", docs[:10], pack=1, every_s=1, latency_s=1, t0=T0 + 300, model="x")
 
-    per_min, runs = store.measured_rate("vllm", "m", "biography", 1) or (0.0, 0)
+    per_min, runs = _rate(store, "biography", 1) or (0.0, 0)
     assert runs == 2 and per_min == pytest.approx(20 / (80 / 60))
-    assert store.measured_rate("vllm", "m", "biography", 5) == pytest.approx((10 / (10 / 60), 1))
-    assert store.measured_rate("vllm", "m", "biography", 3) is None
-    assert store.measured_rate("vllm", "m", "other-task", 1) is None
+    assert _rate(store, "biography", 5) == pytest.approx((10 / (10 / 60), 1))
+    assert _rate(store, "biography", 3) is None
+    assert _rate(store, "other-task", 1) is None
 
 
 def test_the_run_forecasts_before_its_first_call_and_keeps_it(tmp_path: Path) -> None:
@@ -212,7 +218,7 @@ def test_rate_counts_each_corpus_of_a_run_apart(tmp_path: Path) -> None:
         outcome=CallOutcome(call=call, results=[ItemResult("g1", gold[0].content_hash, "ok", {})]),
         context=CallContext("r1", "[gold]sample", "biography", "v1", "vllm", "m"),
     )
-    per_min, _ = store.measured_rate("vllm", "m", "biography", 1) or (0.0, 0)
+    per_min, _ = _rate(store, "biography", 1) or (0.0, 0)
     assert per_min == pytest.approx(11 / (11 / 60))  # not 11 items in 601 s
 
 
