@@ -20,7 +20,7 @@ from extraction_assets.engine import EngineSettings, extract
 from extraction_assets.errors import GoldFileError, GoldFileMissingError, ServerUnavailableError
 from extraction_assets.evaluation.gold import GOLD_SETS, GoldDocument
 from extraction_assets.evaluation.harness import sample
-from extraction_assets.evaluation.scoring import score_documents
+from extraction_assets.evaluation.scoring import FieldSpec, score_documents
 from extraction_assets.evaluation.task_gold import gold_set, gold_set_names
 from extraction_assets.extractions.metadata import markdown_table
 from extraction_assets.settings import Settings
@@ -95,6 +95,15 @@ async def _extract_gold(
     return len(pending)
 
 
+def _sampled_gold_set(
+    task: ExtractionTask, settings: Settings, name: str, size: int | None
+) -> tuple[list[GoldDocument], list[FieldSpec]]:
+    """The configured sample of one gold set and its field specs; raises what `gold_set` raises
+    for an unknown or unreadable set."""
+    docs, specs = gold_set(task, name, settings.eval_data_dir)
+    return sample(docs, size or len(docs), settings.gold_seed), specs
+
+
 async def prefetch_gold_sample(task: ExtractionTask, settings: Settings, run: GoldRun) -> int:
     """Extract the gold sample's pending documents without scoring them; returns how many were
     pending. The extraction step runs this beside the corpus (one batch on the server instead of
@@ -102,10 +111,9 @@ async def prefetch_gold_sample(task: ExtractionTask, settings: Settings, run: Go
     extracted = 0
     for name, size in gold_sets_for(task, settings):
         try:
-            docs, _ = gold_set(task, name, settings.eval_data_dir)
+            docs, _ = _sampled_gold_set(task, settings, name, size)
         except (KeyError, GoldFileMissingError, GoldFileError):
             continue
-        docs = sample(docs, size or len(docs), settings.gold_seed)
         with_text = [d for d in docs if d.text]
         if with_text:
             extracted += await _extract_gold(task, with_text, gold_corpus(name), run)
@@ -127,14 +135,13 @@ async def evaluate_gold_sample(
         problems.append(f"no gold set for task {task.name} in EXTRACTION_GOLD_SAMPLE")
     for name, size in gold_sets_for(task, settings):
         try:
-            docs, specs = gold_set(task, name, settings.eval_data_dir)
+            docs, specs = _sampled_gold_set(task, settings, name, size)
         except KeyError:
             problems.append(f"{name}: unknown gold set (known: {', '.join(sorted(GOLD_SETS))})")
             continue
         except (GoldFileMissingError, GoldFileError) as exc:
             problems.append(f"{name}: {exc}")
             continue
-        docs = sample(docs, size or len(docs), settings.gold_seed)
         with_text = [d for d in docs if d.text]
         answers = {}
         if with_text:
