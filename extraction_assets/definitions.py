@@ -14,6 +14,7 @@ from extraction_assets.corpora.assets import corpus_documents
 from extraction_assets.corpora.schedules import build_catch_up_schedule
 from extraction_assets.corpora.sensors import build_source_sensor
 from extraction_assets.extractions.assets import build_task_assets, extraction_retry_policy
+from extraction_assets.extractions.capacity import build_pool_keeper
 from extraction_assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import load_tasks
@@ -72,7 +73,8 @@ def build_definitions(
                 settings,
                 dg.DefaultSensorStatus.RUNNING if running else dg.DefaultSensorStatus.STOPPED,
                 freshness_keys=[dg.AssetKey(f"{t.name}_extractions") for t in tasks],
-            )
+            ),
+            build_pool_keeper(),
         ],
         schedules=[
             build_catch_up_schedule(

@@ -11,7 +11,10 @@ import fcntl
 import os
 import shutil
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +119,33 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return freed
 
 
+@contextmanager
+def keeping_pools(interval_s: float = 2.0) -> Iterator[None]:
+    """While the block runs, every `interval_s`: free the slots of dead `extraction run`
+    processes and hand free slots to stranded steps (`capacity.assign_stranded_steps`), this
+    run's or another's. In-process runs have no daemon doing it for them (its `pool_keeper`
+    sensor does it for the runs it launches)."""
+    from extraction_assets.extractions.capacity import assign_stranded_steps
+
+    done = threading.Event()
+
+    def keep() -> None:
+        with dg.DagsterInstance.get() as instance:  # its own connections, off the run's thread
+            while not done.wait(interval_s):
+                for run_id in release_dead_runs(instance):
+                    print(f"freed the pool slots of run {run_id} (its process is gone)", flush=True)
+                for pool in assign_stranded_steps(instance):
+                    print(f"pool {pool}: a free slot handed to a waiting step", flush=True)
+
+    keeper = threading.Thread(target=keep, name="pool-keeper", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
+
+
 def run_corpora(
     settings: Settings, corpora: list[str] | None = None, run_config: dict[str, Any] | None = None
 ) -> tuple[list[str], list[str], bool]:
@@ -136,13 +166,14 @@ def run_corpora(
     run_ids = []
     for corpus in corpora:
         print(f"\n== corpus {corpus!r}: running job extract_corpus ==", flush=True)
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=corpus,
-            run_config=run_config,
-            raise_on_error=False,
-            tags=run_tags(),
-        )
+        with keeping_pools():
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=corpus,
+                run_config=run_config,
+                raise_on_error=False,
+                tags=run_tags(),
+            )
         ok &= result.success
         run_ids.append(result.run_id)
         print(f"run {result.run_id}: {'success' if result.success else 'FAILED'}", flush=True)

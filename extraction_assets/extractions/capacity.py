@@ -48,3 +48,49 @@ def pool_limit(instance: dg.DagsterInstance, pool: str | None) -> int | None:
     if pool in limits:
         return limits[pool]
     return storage.get_pool_config().default_pool_limit
+
+
+def assign_stranded_steps(instance: dg.DagsterInstance) -> list[str]:
+    """Hands a free pool slot to a step left waiting for it: the pools it did so for.
+
+    Dagster's claim reads "is a slot free?" and queues the step in two statements; when the
+    slot's holder frees it between the two, it finds nobody queued to hand it to, and the step
+    then waits, unassigned, for a release that never comes (seen: a second `extraction run` of a
+    corpus blocked for good on `duckdb_document_sync`). A pool with more slots than steps
+    assigned to them and a step still unassigned is in that state; this assigns it as the release
+    would have."""
+    storage = instance.event_log_storage
+    # The SQL storages (SQLite, Postgres, MySQL) all have it; it is not on the abstract interface.
+    assign = getattr(storage, "assign_pending_steps", None)
+    if assign is None or not storage.supports_global_concurrency_limits:
+        return []
+    assigned = []
+    for key, info in storage.get_concurrency_infos(sorted(storage.get_concurrency_keys())).items():
+        waiting = [step for step in info.pending_steps if step.assigned_timestamp is None]
+        promised = len(info.pending_steps) - len(waiting)  # assigned: claimed or about to be
+        for _ in range(min(len(waiting), info.slot_count - promised)):
+            assign([key])  # the longest-waiting step of the highest priority, as a release does
+            assigned.append(key)
+    return assigned
+
+
+def build_pool_keeper(interval_s: int = 30) -> dg.SensorDefinition:
+    """The sensor that runs :func:`assign_stranded_steps` for runs launched by the daemon (it
+    launches no run, so it runs whatever the automation default)."""
+
+    @dg.sensor(
+        name="pool_keeper",
+        minimum_interval_seconds=interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Hands a free concurrency-pool slot to a step Dagster left waiting for it (a slot "
+            "freed while the step was being queued); launches no runs."
+        ),
+    )
+    def pool_keeper(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        assigned = assign_stranded_steps(context.instance)
+        if assigned:
+            context.log.warning(f"assigned free slots to stranded steps in pools {assigned}")
+        return dg.SkipReason(f"stranded steps assigned: {len(assigned)}")
+
+    return pool_keeper

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import subprocess
 import sys
+import time
 
 import dagster as dg
 import pytest
@@ -17,11 +18,22 @@ from dagster._core.test_utils import create_run_for_test
 from pydantic import ValidationError
 
 import extraction_assets.engine.autotune as autotune
-from extraction_assets.cli._run import HOST_TAG, PROCESS_TAG, release_dead_runs, run_tags
+from extraction_assets.cli._run import (
+    HOST_TAG,
+    PROCESS_TAG,
+    keeping_pools,
+    release_dead_runs,
+    run_tags,
+)
 from extraction_assets.definitions import build_definitions
 from extraction_assets.engine import EngineSettings
 from extraction_assets.extractions.assets import build_task_assets
-from extraction_assets.extractions.capacity import endpoint_pool, pool_limit
+from extraction_assets.extractions.capacity import (
+    assign_stranded_steps,
+    build_pool_keeper,
+    endpoint_pool,
+    pool_limit,
+)
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import get_task
 from extraction_assets.types import Document
@@ -171,3 +183,62 @@ def test_slots_of_a_dead_cli_run_are_freed(tmp_path) -> None:
         holders = {s.run_id for s in storage.get_concurrency_info("llm_x").claimed_slots}
         assert holders == {alive.run_id, other_host.run_id}
         assert release_dead_runs(instance) == []
+
+
+def _strand(storage, pool: str) -> None:  # type: ignore[no-untyped-def]
+    """Dagster's claim of run B's step interleaved with run A's release as it happened in CI:
+    B reads "no free slot", A frees its slot (nobody is queued to get it), B queues unassigned."""
+    assert storage.claim_concurrency_slot(pool, "run_a", "sync", 0).is_claimed
+    free = storage.has_unassigned_slots(pool)
+    storage.free_concurrency_slot_for_step("run_a", "sync")
+    storage.add_pending_step(pool, "run_b", "sync", 0, should_assign=free)
+
+
+def test_a_step_stranded_by_a_release_during_its_claim_gets_the_free_slot(tmp_path) -> None:
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("duckdb_document_sync", 1)
+        storage.set_concurrency_slots("busy", 1)
+        _strand(storage, "duckdb_document_sync")
+        # Without help it would wait for good: its claim is refused though the slot is free.
+        assert not storage.claim_concurrency_slot(
+            "duckdb_document_sync", "run_b", "sync", 0
+        ).is_claimed
+        # A pool whose slot is held, with a step rightly waiting, is left alone.
+        assert storage.claim_concurrency_slot("busy", "run_c", "x", 0).is_claimed
+        assert not storage.claim_concurrency_slot("busy", "run_d", "x", 0).is_claimed
+        assert assign_stranded_steps(instance) == ["duckdb_document_sync"]
+        assert storage.claim_concurrency_slot("duckdb_document_sync", "run_b", "sync", 0).is_claimed
+        assert not storage.claim_concurrency_slot("busy", "run_d", "x", 0).is_claimed
+        assert assign_stranded_steps(instance) == []
+
+
+def test_an_extraction_run_keeps_the_pools_while_it_runs(tmp_path, monkeypatch) -> None:
+    """`extraction run` hands a stranded step its slot while it runs, whoever's step it is."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("duckdb_document_sync", 1)
+        _strand(storage, "duckdb_document_sync")
+        with keeping_pools(interval_s=0.05):
+            deadline = time.monotonic() + 30
+            while not storage.check_concurrency_claim(
+                "duckdb_document_sync", "run_b", "sync"
+            ).is_assigned:
+                assert time.monotonic() < deadline, "the stranded step was never assigned"
+                time.sleep(0.05)
+        assert storage.claim_concurrency_slot("duckdb_document_sync", "run_b", "sync", 0).is_claimed
+
+
+def test_the_daemon_keeps_the_pools_with_a_sensor(tmp_path) -> None:
+    keeper = build_pool_keeper()
+    assert keeper.default_status == dg.DefaultSensorStatus.RUNNING and not keeper.targets
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        instance.event_log_storage.set_concurrency_slots("duckdb_document_sync", 1)
+        _strand(instance.event_log_storage, "duckdb_document_sync")
+        keeper(dg.build_sensor_context(instance=instance))
+        assert instance.event_log_storage.check_concurrency_claim(
+            "duckdb_document_sync", "run_b", "sync"
+        ).is_assigned
+    names = {s.name for s in build_definitions().sensors}
+    assert "pool_keeper" in names
