@@ -18,7 +18,7 @@ def test_asset_graph_shape(monkeypatch, tmp_path):
     monkeypatch.setenv("EXTRACTION_HOME", str(tmp_path))
     monkeypatch.setenv("EXTRACTION_TASKS", "biography,translation")
     monkeypatch.setenv("EXTRACTION_GOLD_SAMPLE", "sample")  # the default outside the tests
-    from extraction_assets.definitions import build_definitions
+    from extraction_assets.project import build_definitions
     from extraction_assets.settings import Settings
 
     defs = build_definitions(Settings.from_env())

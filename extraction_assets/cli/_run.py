@@ -120,7 +120,7 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 @contextmanager
-def keeping_pools(interval_s: float = 2.0) -> Iterator[None]:
+def keeping_pools(instance: dg.DagsterInstance, interval_s: float = 2.0) -> Iterator[None]:
     """While the block runs, every `interval_s`: free the slots of dead `extraction run`
     processes and hand free slots to stranded steps (`capacity.assign_stranded_steps`), this
     run's or another's. In-process runs have no daemon doing it for them (its `pool_keeper`
@@ -129,13 +129,12 @@ def keeping_pools(interval_s: float = 2.0) -> Iterator[None]:
 
     done = threading.Event()
 
-    def keep() -> None:
-        with dg.DagsterInstance.get() as instance:  # its own connections, off the run's thread
-            while not done.wait(interval_s):
-                for run_id in release_dead_runs(instance):
-                    print(f"freed the pool slots of run {run_id} (its process is gone)", flush=True)
-                for pool in assign_stranded_steps(instance):
-                    print(f"pool {pool}: a free slot handed to a waiting step", flush=True)
+    def keep() -> None:  # the SQL storages open a connection per call: safe beside the run
+        while not done.wait(interval_s):
+            for run_id in release_dead_runs(instance):
+                print(f"freed the pool slots of run {run_id} (its process is gone)", flush=True)
+            for pool in assign_stranded_steps(instance):
+                print(f"pool {pool}: a free slot handed to a waiting step", flush=True)
 
     keeper = threading.Thread(target=keep, name="pool-keeper", daemon=True)
     keeper.start()
@@ -153,7 +152,7 @@ def run_corpora(
     # Imported here: the definitions pull in the whole engine.
     from extraction_assets.corpora.partitions import CORPORA
     from extraction_assets.corpora.sources import list_corpora
-    from extraction_assets.definitions import build_definitions
+    from extraction_assets.project import build_definitions
 
     defs = build_definitions(settings)
     corpora = corpora or list_corpora(settings.source_root)
@@ -166,7 +165,7 @@ def run_corpora(
     run_ids = []
     for corpus in corpora:
         print(f"\n== corpus {corpus!r}: running job extract_corpus ==", flush=True)
-        with keeping_pools():
+        with keeping_pools(instance):
             result = job.execute_in_process(
                 instance=instance,
                 partition_key=corpus,

@@ -12,7 +12,7 @@ import pytest
 from dagster._core.instance.config import dagster_instance_config
 
 from extraction_assets.cluster import BROKER_ENV, celery_config
-from extraction_assets.definitions import build_definitions
+from extraction_assets.project import build_definitions
 from extraction_assets.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,6 @@ from extraction_assets.cli._run import (
     release_dead_runs,
     run_tags,
 )
-from extraction_assets.definitions import build_definitions
 from extraction_assets.engine import EngineSettings
 from extraction_assets.extractions.assets import build_task_assets
 from extraction_assets.extractions.capacity import (
@@ -34,6 +33,7 @@ from extraction_assets.extractions.capacity import (
     endpoint_pool,
     pool_limit,
 )
+from extraction_assets.project import build_definitions
 from extraction_assets.settings import Settings
 from extraction_assets.tasks import get_task
 from extraction_assets.types import Document
@@ -220,7 +220,7 @@ def test_an_extraction_run_keeps_the_pools_while_it_runs(tmp_path, monkeypatch) 
         storage = instance.event_log_storage
         storage.set_concurrency_slots("duckdb_document_sync", 1)
         _strand(storage, "duckdb_document_sync")
-        with keeping_pools(interval_s=0.05):
+        with keeping_pools(instance, interval_s=0.05):
             deadline = time.monotonic() + 30
             while not storage.check_concurrency_claim(
                 "duckdb_document_sync", "run_b", "sync"

@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 
 from extraction_assets.corpora.partitions import corpus_partitions
-from extraction_assets.definitions import build_definitions
+from extraction_assets.project import build_definitions
 from extraction_assets.settings import SAMPLE_SOURCE_ROOT, Settings
 
 SAMPLE_CORPUS = SAMPLE_SOURCE_ROOT / "biographies" / "documents.jsonl"

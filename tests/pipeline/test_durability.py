@@ -41,11 +41,14 @@ def test_two_corpora_extracted_by_concurrent_runs(tmp_path, monkeypatch, vllm_ur
     docs = read_jsonl(SAMPLE_CORPUS)
     write_jsonl(settings.source_root / "left" / "documents.jsonl", docs[:4])
     write_jsonl(settings.source_root / "right" / "documents.jsonl", docs[4:8])
+    # No endpoint pool: the two runs must extract (and write) at the same time, not one after the
+    # other as the pool's default limit of 1 would have them.
+    env = {**os.environ, "EXTRACTION_LLM_POOL": "none"}
     procs = [
         subprocess.Popen(
             _run_cmd(c, items_per_call=1, max_concurrency=2),
             cwd=ROOT,
-            env=os.environ.copy(),
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

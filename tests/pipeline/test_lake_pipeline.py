@@ -78,7 +78,7 @@ def test_a_lake_store_gets_a_maintenance_job_that_compacts_it(tmp_path, monkeypa
     """A DuckLake store's definitions carry the weekly lake_maintenance job; run, it compacts."""
     import dagster as dg
 
-    from extraction_assets.definitions import build_definitions
+    from extraction_assets.project import build_definitions
     from extraction_assets.settings import Settings
     from extraction_assets.types import Document
 

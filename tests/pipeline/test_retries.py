@@ -12,7 +12,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from extraction_assets.definitions import build_definitions
+from extraction_assets.project import build_definitions
 from resources.llm import LLMResource
 from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer, status
 from tests.pipeline.helpers import Project, make_project, real_instance

@@ -116,25 +116,19 @@ def test_text_far_over_the_context_fails_that_document_only(env_project):
     assert set(rows.values()) == {"ok"}
 
 
+# Each name packs several traps: a run per name is the cost, so no name proves one thing alone.
 TRICKY_NAMES = [
-    "with space",
-    "it's",
-    'double"quote',
     "'; DROP TABLE documents; --",
-    "a;b",
-    "x%_y",
     "Robert'); DELETE FROM extractions WHERE ('1'='1",
-    "عربي",
-    "日本語",
-    "Ελληνικά",
+    'double"quote x%_y',  # a double quote, LIKE's wildcards, a space
+    "عربي 日本語 Ελληνικά",
+    "$(touch pwned) `id`",
+    " lead",
     "a..b",
-    "..",
     "../escape",
     ".hidden",
-    "$(touch pwned)",
     "back\\slash",
     "tab\tname",
-    " lead",
 ]
 
 

@@ -95,7 +95,7 @@ def test_planted_api_key_appears_nowhere(tmp_path, monkeypatch):
     # The resource configuration the webserver shows: the repository snapshot of the definitions.
     for k, v in cli.env.items():
         monkeypatch.setenv(k, v)
-    from extraction_assets.definitions import build_definitions
+    from extraction_assets.project import build_definitions
     from extraction_assets.settings import Settings
 
     defs = build_definitions(Settings.from_env())

@@ -163,7 +163,10 @@ def process_environ(pid: int) -> bytes:
 def test_planted_key_appears_in_no_graphql_response(tmp_path):
     key = f"sk-canary-{secrets.token_hex(12)}"
     with dagster_project(tmp_path, "http://127.0.0.1:9/v1", "fake", "stopped") as project:
-        project.env.update(LLM_API_KEY=key, OPENAI_API_KEY=key, LLM_TIMEOUT_S="1")
+        # No step retries: the failing run fails at once (its retries would wait minutes).
+        project.env.update(
+            LLM_API_KEY=key, OPENAI_API_KEY=key, LLM_TIMEOUT_S="1", EXTRACTION_SERVER_RETRIES="0"
+        )
         with FaultInjectingOpenAIServer() as fake, RecordingProxy(fake.url) as proxy:
             project.env["LLM_BASE_URL"] = proxy.url
             write_corpus(project.source_root, "secret", short_docs(6))

@@ -129,7 +129,7 @@ def test_api_key_rule_in_the_resource_and_the_definitions(
 ) -> None:
     """LLM_API_KEY for any backend, OPENAI_API_KEY only for openai: the same in from_env and in
     the Dagster definitions (which pass the key as an EnvVar reference)."""
-    from extraction_assets.definitions import llm_resource_from_env
+    from extraction_assets.project import llm_resource_from_env
 
     clean_env.setenv("LLM_BACKEND", backend)
     for name, value in env.items():
