@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 
 from tests.cluster.harness import Cluster, local_cluster, processes_under, wait_for, write_corpus
-from tests.ui.servers import sample_documents
+from tests.reliability.harness import short_docs
 
 # Written and run, but not yet seen to the end: on the overloaded shared machine of 2026-12-02 the
 # server gave each call minutes; the backfill's steps all ran on the workers and the first corpus
@@ -72,7 +72,7 @@ def _ids(cluster: Cluster, corpus: str) -> list[str]:
 
 
 def test_four_corpora_backfilled_over_two_workers_into_the_lake(cluster: Cluster) -> None:
-    docs = sample_documents(10)
+    docs = short_docs(10, "b")  # tiny texts: short answers, steps of seconds
     corpora = {"c_one": docs[0:3], "c_two": docs[3:6], "c_three": docs[6:8], "c_four": docs[8:10]}
     for corpus, corpus_docs in corpora.items():
         write_corpus(cluster.source_root, corpus, corpus_docs)
@@ -119,7 +119,7 @@ def test_four_corpora_backfilled_over_two_workers_into_the_lake(cluster: Cluster
 
 def test_a_worker_killed_mid_step_its_step_resumes_on_the_other(cluster: Cluster) -> None:
     corpus = "c_killed"
-    docs = sample_documents(16)[10:16]
+    docs = short_docs(8, "k")
     write_corpus(cluster.source_root, corpus, docs)
     with cluster.instance() as instance:
         instance.add_dynamic_partitions("corpora", [corpus])
@@ -180,7 +180,7 @@ def test_a_worker_killed_mid_step_its_step_resumes_on_the_other(cluster: Cluster
 
 
 def test_one_corpus_is_never_extracted_by_two_machines_at_once(cluster: Cluster) -> None:
-    docs = sample_documents(20)[16:19]
+    docs = short_docs(3, "l")
     corpus = "c_locked"
     write_corpus(cluster.source_root, corpus, docs)
     with cluster.instance() as instance:

@@ -22,7 +22,7 @@ def test_second_edition_re_extracts_exactly_the_changed_entries(
 ) -> None:
     if not data_dir().is_dir():
         pytest.fail(f"evaluation data missing: {data_dir()} (the shared gold data)")
-    res = run_editions(2, 0, vllm_url, vllm_model, tmp_path, items_per_call=2, max_concurrency=2)
+    res = run_editions(2, 0, vllm_url, vllm_model, tmp_path, items_per_call=1, max_concurrency=4)
 
     check = res["check"]
     assert check["n_expected_changed"] == 2  # the sample's two corrected entries, by hash

@@ -1,6 +1,6 @@
 """Why: documents are untrusted text. A document saying "ignore previous instructions", imitating the
 item delimiters or forging another item's id must not change another item's stored answer. Planted
-canary documents in packs of 1, 5 and 20 on the real vLLM server are extracted by the engine with
+canary documents in packs of 1 and 5 on the real vLLM server are extracted by the engine with
 its isolation of suspicious items (it re-runs suspicious items alone; nothing it stores may name
 another document's canary), and at 5 also without it (how often an answer mentions another
 document's canary: bounded here, a figure in benchmarks/reliability.py). The switch itself is checked
@@ -20,8 +20,10 @@ from tests.reliability.canary import measure
 from tests.reliability.harness import ROOT, cli_project, query, write_corpus
 
 # (pack size, packs, also without the mitigation): the pass without it is a figure
-# (benchmarks/reliability.py) and its bound is checked once, at 5; 1 and 20 check the mitigation.
-CANARY_CASES = [(1, 2, False), (5, 2, True), (20, 1, False)]
+# (benchmarks/reliability.py) and its bound is checked once, at 5; 1 checks that a lone item is
+# never flagged. A pack of 20 (7 min of this CPU server for one call) is benchmarks/reliability.py's;
+# twenty documents in one real call are also tests/engine/test_engine_vllm.py's.
+CANARY_CASES = [(1, 2, False), (5, 2, True)]
 
 
 @pytest.mark.vllm

@@ -31,6 +31,9 @@ def test_backfill_of_two_corpora_runs_both_without_lock_errors(tmp_path, vllm_ur
     docs = sample_documents(4)
     by_corpus = {CORPORA[0]: docs[:2], CORPORA[1]: docs[2:4]}
     with dagster_project(tmp_path, vllm_url, vllm_model, "stopped") as p:
+        # No endpoint pool: the two runs must extract (and write the file) at the same time, not
+        # one after the other as the pool's default limit of 1 would have them.
+        p.env["EXTRACTION_LLM_POOL"] = "none"
         for corpus, corpus_docs in by_corpus.items():
             write_corpus(p.source_root, corpus, corpus_docs)
         with p.instance() as instance:
