@@ -44,7 +44,7 @@ def _assert_survived(
 @pytest.mark.slow
 def test_two_kills_against_a_delayed_fake(tmp_path):
     # Each kill costs a CLI start: two, one at each of the two moments chosen by design (see
-    # below), each checked for every invariant; the real-server test below kills three times and
+    # below), each checked for every invariant; the real-server test below kills twice more and
     # benchmarks/reliability.py runs the long loop for its figures.
     n_docs, kills = 30, 2
     with (

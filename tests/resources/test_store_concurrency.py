@@ -20,7 +20,8 @@ from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResul
 from resources.store import DuckDBStore
 
 CORPUS = "c"
-OUTCOMES_PER_WRITER = 30  # more proved no more: the writers interleave from the first commits
+# 100 and 200 proved no more: the writers interleave from the first commits.
+OUTCOMES_PER_WRITER = 30
 
 
 def _writer(path: str, writer: int, start: mp.synchronize.Event) -> None:
