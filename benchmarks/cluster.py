@@ -1,7 +1,8 @@
 """One Celery worker vs two, and the local store vs the lake, end to end against the same server.
 
-1. Workers: `scripts/cluster start` with 1, then 2 workers (no vLLM of its own: the server at
-   --llm-url stands for the replicas), CORPORA synthetic corpora of DOCS documents each
+1. Workers: `scripts/cluster start` with 1, then 2 workers, against --replicas vLLM replicas the
+   cluster starts (CPU build, small KV cache), or with --replicas 0 the server at --llm-url
+   standing for them; CORPORA synthetic corpora of DOCS documents each
    (`benchmarks/synthetic_biographies.py`), one backfill of all of them launched as the UI does;
    the wall time from the launch to the last run's end, and documents per minute.
 2. Stores: `extraction run` (one machine, in-process) on one synthetic corpus, with a fresh local
@@ -11,6 +12,7 @@ Prints a Markdown table; with --write, writes benchmarks/results/cluster.md (wit
 command and the machine's load average before each measurement).
 
     .venv/bin/python benchmarks/cluster.py --llm-url http://127.0.0.1:8000/v1 --corpora 4 --docs 8 --write
+    .venv/bin/python benchmarks/cluster.py --replicas 2 --skip-stores ...   # the replicas' own
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from extraction_assets.serve import free_port  # noqa: E402
 from tests.cluster.harness import local_cluster  # noqa: E402
 from tests.postgres import create_database, postgres_server  # noqa: E402
 
@@ -52,9 +55,16 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def workers_case(url: str, model: str, workers: int, corpora: int, docs: int) -> dict:
+def workers_case(
+    url: str, model: str, workers: int, corpora: int, docs: int, replicas: int
+) -> dict:
     before = load()
-    with local_cluster(url, model, CLUSTER_WORKERS=str(workers)) as cluster:
+    # With --replicas the cluster starts its own vLLM replicas (scripts/cluster's CLUSTER_VLLM),
+    # all in LLM_BASE_URL; without, the server at --llm-url stands for them.
+    extra = {"CLUSTER_WORKERS": str(workers)}
+    if replicas:
+        extra |= {"CLUSTER_VLLM": str(replicas), "CLUSTER_VLLM_PORT": str(free_port())}
+    with local_cluster(url, model, **extra) as cluster:
         os.environ["DAGSTER_PG_URL"] = cluster.shared["DAGSTER_PG_URL"]
         os.environ["DAGSTER_HOME"] = str(cluster.dir / "head" / "dagster_home")
         names = [f"bench_{i}" for i in range(corpora)]
@@ -73,8 +83,9 @@ def workers_case(url: str, model: str, workers: int, corpora: int, docs: int) ->
             for ws in cluster.step_workers(r.dagster_run.run_id).values()
             for w in ws
         }
+    servers = f"{replicas} replicas" if replicas else "one server"
     return {
-        "case": f"{workers} worker{'s' if workers > 1 else ''} (cluster, lake)",
+        "case": f"{workers} worker{'s' if workers > 1 else ''} (cluster, lake, {servers})",
         "documents": corpora * docs,
         "stored": stored,
         "seconds": seconds,
@@ -126,6 +137,10 @@ def main() -> None:
     parser.add_argument("--llm-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--corpora", type=int, default=4)
     parser.add_argument("--docs", type=int, default=8)
+    parser.add_argument(
+        "--replicas", type=int, default=0,
+        help="vLLM replicas the cluster starts for the worker cases (0: use --llm-url)",
+    )  # fmt: skip
     parser.add_argument("--skip-workers", action="store_true")
     parser.add_argument("--skip-stores", action="store_true")
     parser.add_argument("--write", action="store_true")
@@ -134,7 +149,9 @@ def main() -> None:
     rows = []
     if not args.skip_workers:
         for workers in (1, 2):
-            rows.append(workers_case(args.llm_url, model, workers, args.corpora, args.docs))
+            rows.append(workers_case(
+                    args.llm_url, model, workers, args.corpora, args.docs, args.replicas
+                ))
             print(rows[-1], flush=True)
     if not args.skip_stores:
         with tempfile.TemporaryDirectory(prefix="bench-stores-") as tmp, postgres_server() as pg:

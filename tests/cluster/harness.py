@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -301,3 +302,5 @@ def local_cluster(llm_url: str, llm_model: str, **extra: str) -> Iterator[Cluste
         yield cluster
     finally:
         cluster.script("stop", timeout_s=300)
+        # Failures carry the logs' tails (Cluster.tail); the folder itself is not kept.
+        shutil.rmtree(folder, ignore_errors=True)
