@@ -149,9 +149,9 @@ def main() -> None:
     rows = []
     if not args.skip_workers:
         for workers in (1, 2):
-            rows.append(workers_case(
-                    args.llm_url, model, workers, args.corpora, args.docs, args.replicas
-                ))
+            rows.append(
+                workers_case(args.llm_url, model, workers, args.corpora, args.docs, args.replicas)
+            )
             print(rows[-1], flush=True)
     if not args.skip_stores:
         with tempfile.TemporaryDirectory(prefix="bench-stores-") as tmp, postgres_server() as pg:
