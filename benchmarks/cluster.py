@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from extraction_assets.extractions.capacity import endpoint_pool  # noqa: E402
 from extraction_assets.serve import free_port  # noqa: E402
 from tests.cluster.harness import local_cluster  # noqa: E402
 from tests.postgres import create_database, postgres_server  # noqa: E402
@@ -72,6 +73,12 @@ def workers_case(
             synthetic(cluster.source_root, name, docs, seed=100 + i)
         with cluster.instance() as instance:
             instance.add_dynamic_partitions("corpora", names)
+            # The endpoints' pool with a slot per worker (the default limit, 1, would put one
+            # extraction step at a time on the replicas whatever the number of workers); each
+            # step then sends 1/workers of the in-flight count.
+            pool = endpoint_pool(cluster.shared["LLM_BASE_URL"])
+            assert pool is not None
+            instance.event_log_storage.set_concurrency_slots(pool, workers)
         started = time.monotonic()
         backfill = cluster.launch_backfill(names)
         records = cluster.wait_for_runs({"dagster/backfill": backfill}, corpora, 3600)
@@ -85,7 +92,8 @@ def workers_case(
         }
     servers = f"{replicas} replicas" if replicas else "one server"
     return {
-        "case": f"{workers} worker{'s' if workers > 1 else ''} (cluster, lake, {servers})",
+        "case": f"{workers} worker{'s' if workers > 1 else ''} (cluster, lake, {servers}, "
+        f"pool limit {workers})",
         "documents": corpora * docs,
         "stored": stored,
         "seconds": seconds,

@@ -195,18 +195,23 @@ class Cluster:
     def run_errors(self, run_id: str) -> str:
         with self.instance() as instance:
             records = instance.all_logs(run_id)
-        return "\n".join(
-            f"{r.step_key or ''}: {r.message}"
-            for r in records
-            if r.level >= 40 or (r.dagster_event and r.dagster_event.is_failure)
-        )[-4000:]
+        lines = []
+        for r in records:
+            event = r.dagster_event
+            error = getattr(event.event_specific_data, "error", None) if event else None
+            if r.level >= 40 or (event and event.is_failure) or error is not None:
+                # The error's own text: "An exception was thrown during execution" says nothing.
+                detail = error.to_string() if error is not None else ""
+                lines.append(f"{r.step_key or ''}: {r.message}\n{detail}")
+        return "\n".join(lines)[-6000:]
 
-    def step_workers(self, run_id: str) -> dict[str, set[str]]:
-        """Which Celery workers executed each step of a run (dagster_celery's engine events)."""
-        out: dict[str, set[str]] = {}
+    def step_workers(self, run_id: str) -> dict[str, list[str]]:
+        """Which Celery workers executed each step of a run, in the order they took it
+        (dagster_celery's engine events)."""
+        out: dict[str, list[str]] = {}
         with self.instance() as instance:
             records = instance.all_logs(run_id)
-        for r in records:
+        for r in sorted(records, key=lambda r: r.timestamp):
             event = r.dagster_event
             if event is None or not event.is_engine_event or "in celery worker" not in r.message:
                 continue
@@ -214,7 +219,10 @@ class Cluster:
             metadata = getattr(data, "metadata", None) or {}
             worker = metadata.get("Celery worker")
             if worker is not None and r.step_key:
-                out.setdefault(r.step_key, set()).add(str(getattr(worker, "value", worker)))
+                took = out.setdefault(r.step_key, [])
+                name = str(getattr(worker, "value", worker))
+                if name not in took:
+                    took.append(name)
         return out
 
     def messages(self, run_id: str) -> list[str]:
