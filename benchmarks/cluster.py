@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from extraction_assets.extractions.capacity import endpoint_pool  # noqa: E402
-from extraction_assets.serve import free_port  # noqa: E402
 from tests.cluster.harness import local_cluster  # noqa: E402
 from tests.postgres import create_database, postgres_server  # noqa: E402
 
@@ -64,7 +63,9 @@ def workers_case(
     # all in LLM_BASE_URL; without, the server at --llm-url stands for them.
     extra = {"CLUSTER_WORKERS": str(workers)}
     if replicas:
-        extra |= {"CLUSTER_VLLM": str(replicas), "CLUSTER_VLLM_PORT": str(free_port())}
+        # scripts/cluster's ports (8101, 8102, ...): below the ephemeral range, so no replica's
+        # own sockets take the next one's port (a free_port() base did, for the second).
+        extra |= {"CLUSTER_VLLM": str(replicas)}
     with local_cluster(url, model, **extra) as cluster:
         os.environ["DAGSTER_PG_URL"] = cluster.shared["DAGSTER_PG_URL"]
         os.environ["DAGSTER_HOME"] = str(cluster.dir / "head" / "dagster_home")
@@ -149,6 +150,7 @@ def main() -> None:
         "--replicas", type=int, default=0,
         help="vLLM replicas the cluster starts for the worker cases (0: use --llm-url)",
     )  # fmt: skip
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     parser.add_argument("--skip-workers", action="store_true")
     parser.add_argument("--skip-stores", action="store_true")
     parser.add_argument("--write", action="store_true")
@@ -156,7 +158,7 @@ def main() -> None:
     model = served_model(args.llm_url)
     rows = []
     if not args.skip_workers:
-        for workers in (1, 2):
+        for workers in (int(w) for w in args.workers.split(",")):
             rows.append(
                 workers_case(args.llm_url, model, workers, args.corpora, args.docs, args.replicas)
             )
