@@ -12,7 +12,7 @@ Prints a Markdown table; with --write, writes benchmarks/results/cluster.md (wit
 command and the machine's load average before each measurement).
 
     .venv/bin/python benchmarks/cluster.py --llm-url http://127.0.0.1:8000/v1 --corpora 4 --docs 8 --write
-    .venv/bin/python benchmarks/cluster.py --replicas 2 --skip-stores ...   # the replicas' own
+    .venv/bin/python benchmarks/cluster.py --replicas 2 --workers 2 --corpora 4 --docs 8   # own replicas
 """
 
 from __future__ import annotations
