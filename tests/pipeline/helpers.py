@@ -16,6 +16,8 @@ from extraction_assets.settings import SAMPLE_SOURCE_ROOT, Settings
 
 SAMPLE_CORPUS = SAMPLE_SOURCE_ROOT / "biographies" / "documents.jsonl"
 CORRECTED_CORPUS = SAMPLE_SOURCE_ROOT.parent / "corrected" / "biographies" / "documents.jsonl"
+# A two-field spec (its assets: deaths_*) for tests about which documents are extracted.
+SHORT_TASK = str(Path(__file__).with_name("deaths.yaml"))
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -9,15 +9,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.pipeline.helpers import make_project, project, real_instance
+from tests.pipeline.helpers import SHORT_TASK, make_project, project, real_instance
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-# Short texts: the test is about which documents are extracted, not how well.
+# Short texts and a two-field task: the test is about which documents are extracted, not how well.
 TEXTS = ["Ahmad ibn Hanbal died in 241.", "Malik ibn Anas died in 179.", "Al-Shafi'i died in 204."]
 EDITED = "Malik ibn Anas, the imam of Medina, died in 179."
 ONE_PER_CALL = {
-    "ops": {"biography_extractions": {"config": {"items_per_call": 1, "max_concurrency": 4}}}
+    "ops": {"deaths_extractions": {"config": {"items_per_call": 1, "max_concurrency": 4}}}
 }
 
 
@@ -51,7 +51,7 @@ def write_corpus(folder: Path, fmt: str, texts: list[str]) -> tuple[list[str], s
 def test_format_extracts_then_only_the_edited_document(
     tmp_path, monkeypatch, vllm_url, vllm_model, fmt
 ):
-    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
+    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model, SHORT_TASK)
     folder = settings.source_root / fmt
     ids, edited = write_corpus(folder, fmt, TEXTS)
     with real_instance(tmp_path / "dagster_home") as instance:

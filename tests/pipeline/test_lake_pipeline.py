@@ -10,6 +10,7 @@ import pytest
 
 from resources.store import DuckDBStore
 from tests.pipeline.helpers import (
+    SHORT_TASK,
     corrected_ids,
     make_project,
     project,
@@ -29,7 +30,7 @@ def test_the_job_extracts_incrementally_into_a_lake(
     catalog = f"ducklake:postgres:{create_database(postgres)}"
     monkeypatch.setenv("EXTRACTION_STORE", catalog)
     monkeypatch.setenv("EXTRACTION_LAKE_DATA_PATH", str(tmp_path / "lake-data"))
-    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
+    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model, SHORT_TASK)
     assert settings.lake_catalog == catalog
     before, after = small_sample(extra=1)
     changed = corrected_ids()
@@ -63,13 +64,13 @@ def test_the_job_extracts_incrementally_into_a_lake(
         )
 
     # The typed table came from the lake into its Parquet export; no local store file exists.
-    export = settings.export_dir / "biography" / "sample.parquet"
+    export = settings.export_dir / "deaths" / "sample.parquet"
     if export.exists():  # the table asset may be skipped when nothing valid was extracted
         exported = duckdb.sql(f"SELECT count(*) FROM '{export}'").fetchone()
         assert (
             exported is not None
             and exported[0]
-            == query("SELECT count(*) FROM biography_extractions WHERE corpus = 'sample'")[0][0]
+            == query("SELECT count(*) FROM deaths_extractions WHERE corpus = 'sample'")[0][0]
         )
     assert not settings.store_path.exists()
 

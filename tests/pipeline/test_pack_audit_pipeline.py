@@ -7,13 +7,20 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from tests.pipeline.helpers import make_project, project, real_instance, small_sample, write_jsonl
+from tests.pipeline.helpers import (
+    SHORT_TASK,
+    make_project,
+    project,
+    real_instance,
+    small_sample,
+    write_jsonl,
+)
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 CFG = {
     "ops": {
-        "biography_extractions": {
+        "deaths_extractions": {
             "config": {
                 "items_per_call": 2,
                 "max_concurrency": 2,
@@ -28,7 +35,7 @@ CFG = {
 def test_a_packed_run_audits_a_sample_alone_and_stores_none_of_it(
     tmp_path, monkeypatch, vllm_url, vllm_model
 ):
-    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model)
+    settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model, SHORT_TASK)
     before, _ = small_sample(extra=1)  # 4 documents: 2 packs of 2, then 1 or 2 audited alone
     write_jsonl(settings.source_root / "sample" / "documents.jsonl", before)
     with real_instance(tmp_path / "dagster_home") as instance:
@@ -36,7 +43,7 @@ def test_a_packed_run_audits_a_sample_alone_and_stores_none_of_it(
         result = p.run("sample", CFG)
         assert result.success
         meta = (
-            instance.fetch_materializations(dg.AssetKey("biography_extractions"), limit=1)
+            instance.fetch_materializations(dg.AssetKey("deaths_extractions"), limit=1)
             .records[0]
             .asset_materialization.metadata
         )
