@@ -8,8 +8,10 @@ differently: same ids, texts, content hashes and file:line provenance, and the s
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import string
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -166,6 +168,30 @@ def test_documents_synced_without_a_scan_are_read_again(tmp_path: Path) -> None:
     path.write_bytes(b'{"id": "a", "text": "x"}\n')  # same bytes as the recorded fingerprint
     result = store.sync_corpus(scan_corpus(root, "c"), "r3", Reader(root, "c"))
     assert result.changed == 1 and rows(store, "c")[0][1] == "x"
+
+
+def test_streamed_documents_cost_no_import_per_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB 1.4 converts a Python list parameter value by value and, where pandas is not
+    installed, tries ``import pandas`` for each: a full search of sys.path per value that made the
+    Python reader's sync 20x slower. Counted, not timed: lookups must not grow with documents."""
+    lookups: list[str] = []
+
+    class Spy(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            lookups.append(name)
+
+    store = DuckDBStore(path=str(tmp_path / "s.duckdb"))
+    store.sync_documents("warm", [Document.make("warm", "w", "x")], "r0")  # lazy imports settle
+    monkeypatch.setattr(sys, "meta_path", [Spy(), *sys.meta_path])
+    counts: dict[int, int] = {}
+    for n in (10, 1000):
+        lookups.clear()
+        store.sync_documents(f"c{n}", [Document.make(f"c{n}", f"d{i}", "t") for i in range(n)], "r")
+        counts[n] = len(lookups)
+        assert len(rows(store, f"c{n}")) == n
+    assert counts[1000] <= counts[10] + 5, counts
 
 
 # Combining marks (NFC differs), Arabic, Unicode spaces, astral characters, JSON escapes.
