@@ -45,6 +45,7 @@ class LLMEnvironment(_Blank):
     api_key: str | None = Field(default=None, repr=False, validation_alias="LLM_API_KEY")
     openai_api_key: str | None = Field(default=None, repr=False, validation_alias="OPENAI_API_KEY")
     timeout_s: float | None = Field(default=None, validation_alias="LLM_TIMEOUT_S")
+    max_retries: int | None = Field(default=None, ge=0, validation_alias="LLM_MAX_RETRIES")
     max_model_len: int | None = Field(default=None, validation_alias="LLM_MAX_MODEL_LEN")
     temperature: float | None = Field(default=None, validation_alias="LLM_TEMPERATURE")
     seed: int | None = Field(default=None, validation_alias="LLM_SEED")

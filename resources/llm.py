@@ -52,7 +52,9 @@ class LLMResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         default=None, repr=False, description="secret; set from the environment via dg.EnvVar"
     )
     timeout_s: float = 600.0
-    max_retries: int = 4
+    max_retries: int = Field(
+        default=4, ge=0, description="retries of a failed request (backoff 1 s doubling to 30 s)"
+    )
     temperature: float = 0.0
     seed: int | None = 0
     max_model_len: int = Field(
@@ -93,7 +95,7 @@ class LLMResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
     @classmethod
     def from_env(cls, env: LLMEnvironment | None = None) -> LLMResource:
         """Configuration from LLM_BACKEND, LLM_BASE_URL, LLM_MODEL, the key (`api_key_env_var`),
-        LLM_TIMEOUT_S, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED (read by
+        LLM_TIMEOUT_S, LLM_MAX_RETRIES, LLM_MAX_MODEL_LEN, LLM_TEMPERATURE, LLM_SEED (read by
         `extraction_assets.settings`; `env` defaults to the current environment);
         per-backend defaults."""
         env = env or LLMEnvironment()
@@ -110,6 +112,7 @@ class LLMResource(dg.ConfigurableResource):  # type: ignore[type-arg]  # used un
         }
         optional = {
             "timeout_s": env.timeout_s,
+            "max_retries": env.max_retries,
             "max_model_len": env.max_model_len,
             "temperature": env.temperature,
             "seed": env.seed,

@@ -75,6 +75,7 @@ def test_eval_data_defaults_beside_the_checkout(tmp_path: Path, clean_env) -> No
         ("EXTRACTION_MAX_FILE_BYTES", "0"),
         ("EXTRACTION_AUTOMATION_DEFAULT", "paused"),
         ("LLM_SEED", "x"),
+        ("LLM_MAX_RETRIES", "-1"),
         ("LLM_MAX_MODEL_LEN", "8k"),
     ],
 )

@@ -70,6 +70,7 @@ def test_planted_api_key_appears_nowhere(tmp_path, monkeypatch):
     # The server is gone now: a run that fails, with its error messages.
     write_corpus(cli.source_root, "secret", short_docs(8))
     cli.env["LLM_TIMEOUT_S"] = "1"
+    cli.env["LLM_MAX_RETRIES"] = "1"  # one retry's messages are enough; four only wait longer
     down = cli.run("secret", items_per_call=3)
     assert down.returncode != 0
     assert "unavailable" in down.stdout + down.stderr

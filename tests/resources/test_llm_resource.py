@@ -18,6 +18,7 @@ ENV = (
     "LLM_API_KEY",
     "OPENAI_API_KEY",
     "LLM_TIMEOUT_S",
+    "LLM_MAX_RETRIES",
     "LLM_MAX_MODEL_LEN",
 )
 
@@ -56,11 +57,13 @@ def test_env_overrides(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("LLM_MODEL", "m")
     clean_env.setenv("LLM_TIMEOUT_S", "12.5")
     clean_env.setenv("LLM_MAX_MODEL_LEN", "2048")
+    clean_env.setenv("LLM_MAX_RETRIES", "0")
     r = LLMResource.from_env()
     client = r.get_client()
     assert isinstance(client, OpenAIProtocolClient)
     assert client.base_urls == ["http://a:1/v1", "http://b:2/v1"]
     assert (client.model, client.timeout_s, r.max_model_len) == ("m", 12.5, 2048)
+    assert client.max_retries == 0
 
 
 def test_api_key_never_shown(clean_env: pytest.MonkeyPatch) -> None:
