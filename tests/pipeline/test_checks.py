@@ -15,7 +15,14 @@ import dagster as dg
 import pytest
 
 from extraction_assets.extractions.freshness import DEFAULT_MAX_LAG, evaluate_freshness
-from tests.pipeline.helpers import SAMPLE_CORPUS, make_project, project, read_jsonl, real_instance
+from tests.pipeline.helpers import (
+    SAMPLE_CORPUS,
+    make_project,
+    memory_instance,
+    project,
+    read_jsonl,
+    real_instance,
+)
 from tests.pipeline.helpers import write_jsonl as write_corpus
 
 EXTRACTIONS = dg.AssetKey("biography_extractions")
@@ -36,7 +43,7 @@ def test_nothing_valid_fails_validity_and_leaves_the_table_alone(tmp_path, monke
     monkeypatch.setenv("LLM_MAX_MODEL_LEN", "300")  # smaller than any prompt: all "too long"
     settings = make_project(tmp_path, monkeypatch, "http://127.0.0.1:9/v1", "unused")
     write_corpus(settings.source_root / "c" / "documents.jsonl", read_jsonl(SAMPLE_CORPUS)[:2])
-    with real_instance(tmp_path / "dh") as instance:
+    with memory_instance(tmp_path / "dh") as instance:
         p = project(settings, instance)
         result = p.run("c")
         assert not result.success  # the blocking check failed the run

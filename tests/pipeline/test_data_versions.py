@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer
-from tests.pipeline.helpers import make_project, project, real_instance
+from tests.pipeline.helpers import make_project, memory_instance, project
 from tests.reliability.harness import short_docs, write_corpus
 
 EXTRACTIONS, TABLE = dg.AssetKey("biography_extractions"), dg.AssetKey("biography_table")
@@ -37,7 +37,7 @@ def test_unchanged_corpus_keeps_the_data_version_and_the_table(tmp_path, monkeyp
         docs = short_docs(3)
         write_corpus(settings.source_root, "c", docs)
         export = settings.export_dir / "biography" / "c.parquet"
-        with real_instance(tmp_path / "dh") as instance:
+        with memory_instance(tmp_path / "dh") as instance:
             p = project(settings, instance)
             assert p.run("c").success
             [first] = _records(instance, EXTRACTIONS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.pipeline.helpers import SHORT_TASK, make_project, project, real_instance
+from tests.pipeline.helpers import SHORT_TASK, make_project, memory_instance, project
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -54,7 +54,7 @@ def test_format_extracts_then_only_the_edited_document(
     settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model, SHORT_TASK)
     folder = settings.source_root / fmt
     ids, edited = write_corpus(folder, fmt, TEXTS)
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         first = p.run(fmt, ONE_PER_CALL)
         assert first.success

@@ -30,7 +30,7 @@ from extraction_assets.settings import Settings, parse_gold_sample
 from extraction_assets.tasks import get_task
 from extraction_assets.types import CallOutcome, CallRecord, Document, ItemResult
 from resources.store import DuckDBStore
-from tests.pipeline.helpers import SAMPLE_CORPUS, make_project, project, read_jsonl, real_instance
+from tests.pipeline.helpers import SAMPLE_CORPUS, make_project, memory_instance, project, read_jsonl
 from tests.pipeline.helpers import write_jsonl as write_corpus
 
 
@@ -190,7 +190,7 @@ def test_gold_check_scores_once_and_follows_the_threshold(
     corpus = [r for r in read_jsonl(SAMPLE_CORPUS) if r["id"] not in gold_ids][:2]
     write_corpus(settings.source_root / "tiny" / "documents.jsonl", corpus)
 
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         first = p.run("tiny", CFG)
         assert first.success

@@ -11,8 +11,8 @@ from extraction_assets.settings import Settings
 from tests.pipeline.helpers import (
     corrected_ids,
     make_project,
+    memory_instance,
     project,
-    real_instance,
     small_sample,
     write_jsonl,
 )
@@ -40,7 +40,7 @@ def test_extract_then_only_corrected_documents_again(tmp_path, monkeypatch, vllm
     assert len(changed) == 3
     write_jsonl(settings.source_root / "sample" / "documents.jsonl", before)
 
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         first = p.run("sample")
         assert first.success
@@ -121,7 +121,7 @@ def test_task_version_change_re_extracts_everything(tmp_path, monkeypatch, vllm_
     before, _ = small_sample(extra=0)
     docs = before[:2]
     write_jsonl(settings.source_root / "tv" / "documents.jsonl", docs)
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         first = project(settings, instance).run("tv")
         assert first.success
         v1 = {

@@ -13,8 +13,8 @@ from tests.pipeline.helpers import (
     SHORT_TASK,
     corrected_ids,
     make_project,
+    memory_instance,
     project,
-    real_instance,
     small_sample,
     write_jsonl,
 )
@@ -41,7 +41,7 @@ def test_the_job_extracts_incrementally_into_a_lake(
         with store.connect(read_only=True) as con:
             return con.execute(sql, params or []).fetchall()
 
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         first = p.run("sample")
         assert first.success

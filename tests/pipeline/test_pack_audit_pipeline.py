@@ -10,8 +10,8 @@ import pytest
 from tests.pipeline.helpers import (
     SHORT_TASK,
     make_project,
+    memory_instance,
     project,
-    real_instance,
     small_sample,
     write_jsonl,
 )
@@ -38,7 +38,7 @@ def test_a_packed_run_audits_a_sample_alone_and_stores_none_of_it(
     settings = make_project(tmp_path, monkeypatch, vllm_url, vllm_model, SHORT_TASK)
     before, _ = small_sample(extra=1)  # 4 documents: 2 packs of 2, then 1 or 2 audited alone
     write_jsonl(settings.source_root / "sample" / "documents.jsonl", before)
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         result = p.run("sample", CFG)
         assert result.success

@@ -14,7 +14,7 @@ import pytest
 
 from extraction_assets.project import build_definitions
 from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer, status
-from tests.pipeline.helpers import Project, make_project, real_instance
+from tests.pipeline.helpers import Project, make_project, memory_instance
 from tests.reliability.harness import short_docs, write_corpus
 
 # Short delays for the test; the definitions' policy waits 30 s, then 60 s, then 120 s.
@@ -44,7 +44,7 @@ def _run(tmp_path, monkeypatch, url: str, model: str = "fake") -> dg.ExecuteInPr
     monkeypatch.setenv("LLM_MAX_RETRIES", str(CLIENT_RETRIES))
     settings = make_project(tmp_path, monkeypatch, url, model)
     write_corpus(settings.source_root, "c", short_docs(2))
-    with real_instance(tmp_path / "dh") as instance:
+    with memory_instance(tmp_path / "dh") as instance:
         p = Project(settings, build_definitions(settings, retry_policy=FAST), instance)
         return p.run("c", CONFIG)
 

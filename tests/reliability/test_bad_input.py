@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from extraction_assets.corpora.sources import _name_problem
 from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer
-from tests.pipeline.helpers import Project, project, real_instance
+from tests.pipeline.helpers import Project, memory_instance, project
 from tests.reliability.harness import short_docs, write_corpus
 from tests.reliability.test_store_faults import _failure_text
 
@@ -80,7 +80,7 @@ def env_project(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
         (tmp_path / "sources").mkdir()
         from extraction_assets.settings import Settings
 
-        with real_instance(tmp_path / "dagster_home") as instance:
+        with memory_instance(tmp_path / "dagster_home") as instance:
             p = project(Settings.from_env(), instance)
             write_corpus(p.settings.source_root, "good", short_docs(4))
             assert p.run("good", CFG).success
@@ -204,7 +204,7 @@ def test_fuzzed_sources_and_names_through_the_job():
         try:
             from extraction_assets.settings import Settings
 
-            with real_instance(root / "dagster_home") as instance:
+            with memory_instance(root / "dagster_home") as instance:
                 p = project(Settings.from_env(), instance)
                 write_corpus(p.settings.source_root, "anchor", short_docs(3))
                 job = p.defs.resolve_job_def("extract_corpus")

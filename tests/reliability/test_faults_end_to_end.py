@@ -21,7 +21,7 @@ from tests.fakes.fault_injecting_openai_server import (
     truncated,
     wrong_ids,
 )
-from tests.pipeline.helpers import make_project, project, real_instance
+from tests.pipeline.helpers import make_project, memory_instance, project
 from tests.reliability.harness import short_docs, write_corpus
 
 FAULTS = {
@@ -51,7 +51,7 @@ def run_faulty_corpus(tmp_path, monkeypatch, faults: list, n_docs: int = 24) -> 
                 "biography_extractions": {"config": {"items_per_call": 4, "max_concurrency": 2}}
             }
         }
-        with real_instance(tmp_path / "dagster_home") as instance:
+        with memory_instance(tmp_path / "dagster_home") as instance:
             p = project(settings, instance)
             first = p.run("faults", cfg)
             rows_first = p.query(

@@ -21,7 +21,7 @@ import pytest
 
 from resources.store import DuckDBStore
 from tests.fakes.fault_injecting_openai_server import FaultInjectingOpenAIServer, delayed
-from tests.pipeline.helpers import Project, make_project, project, real_instance
+from tests.pipeline.helpers import Project, make_project, memory_instance, project
 from tests.reliability.harness import cli_project, short_docs, snapshot, write_corpus
 
 CFG = {"ops": {"biography_extractions": {"config": {"items_per_call": 5, "max_concurrency": 2}}}}
@@ -70,7 +70,7 @@ def test_disk_full_fails_clearly_and_keeps_the_store(tmp_path, monkeypatch):
         settings = make_project(tmp_path, monkeypatch, fake.url, "fake")
         write_corpus(settings.source_root, "small", short_docs(10))
         write_corpus(settings.source_root, "huge", _incompressible_docs(250, 60_000, "h"))
-        with real_instance(tmp_path / "dagster_home") as instance:
+        with memory_instance(tmp_path / "dagster_home") as instance:
             p = project(settings, instance)
             assert p.run("small", CFG).success
             before = p.query("SELECT * FROM extractions ORDER BY doc_id")
@@ -117,7 +117,7 @@ def test_store_locked_by_another_process_fails_clearly(tmp_path, monkeypatch):
     with FaultInjectingOpenAIServer() as fake:
         settings = make_project(tmp_path, monkeypatch, fake.url, "fake")
         write_corpus(settings.source_root, "c", short_docs(5))
-        with real_instance(tmp_path / "dagster_home") as instance:
+        with memory_instance(tmp_path / "dagster_home") as instance:
             p = project(settings, instance)
             assert p.run("c", CFG).success
             before = p.query("SELECT * FROM extractions ORDER BY doc_id")

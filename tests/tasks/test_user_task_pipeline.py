@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import make_project, project, real_instance, write_jsonl
+from tests.pipeline.helpers import make_project, memory_instance, project, write_jsonl
 
 SPEC = """\
 name: people
@@ -72,7 +72,7 @@ def test_user_tasks_in_both_forms_through_the_job(
     )
     write_jsonl(settings.source_root / "notes" / "docs.jsonl", DOCS)
 
-    with real_instance(tmp_path / "dagster_home") as instance:
+    with memory_instance(tmp_path / "dagster_home") as instance:
         p = project(settings, instance)
         first = p.run("notes", CFG)
         assert first.success
