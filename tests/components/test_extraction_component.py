@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import dagster as dg
@@ -133,24 +134,43 @@ def _load(project: Path, env: dict[str, str]) -> dg.Definitions:
                 os.environ[k] = v
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        (("txt_notes.tasks:LETTER", "txt_notes.tasks:NOPE"), "NOPE"),
-        (("schedule: false", "schedule: false\n  colour: blue"), "colour"),
-        (("items_per_call: 1", "items_per_call: 0"), "items_per_call"),
-        (("source_root: data", "source_root: nowhere"), "nowhere"),
-    ],
-)
-def test_dg_check_defs_names_what_is_wrong(
-    tmp_path: Path, change: tuple[str, str], expected: str
-) -> None:
+# A wrong value in a component's defs.yaml, and the word the error must name.
+WRONG = [
+    (("txt_notes.tasks:LETTER", "txt_notes.tasks:NOPE"), "NOPE"),
+    (("schedule: false", "schedule: false\n  colour: blue"), "colour"),
+    (("items_per_call: 1", "items_per_call: 0"), "items_per_call"),
+    (("source_root: data", "source_root: nowhere"), "nowhere"),
+]
+
+
+def _wrong_project(tmp_path: Path, change: tuple[str, str]) -> Path:
     project = user_project(tmp_path)
     yaml_path = project / "src" / "txt_notes" / "defs" / "notes" / "defs.yaml"
     text = yaml_path.read_text()
     assert change[0] in text
     yaml_path.write_text(text.replace(*change))
+    return project
+
+
+@pytest.mark.parametrize(("change", "expected"), WRONG)
+def test_loading_names_what_is_wrong(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    """In this process, the way `dg` loads the location: the error and its causes name it."""
+    project = _wrong_project(tmp_path, change)
+    try:
+        _load(project, dg_env(project, tmp_path))
+    except Exception as exc:  # any error: what it says is the test
+        assert expected in "".join(traceback.format_exception(exc))
+    else:
+        raise AssertionError("the code location loaded")
+
+
+@pytest.mark.slow
+def test_dg_check_defs_names_what_is_wrong(tmp_path: Path) -> None:
+    """What `dg check defs` prints for one of them (the other cases are found the same way)."""
+    change, expected = WRONG[2]
+    project = _wrong_project(tmp_path, change)
     check = run_dg(project, dg_env(project, tmp_path), "check", "defs")
     assert check.returncode == 1
     assert expected in check.stdout + check.stderr
