@@ -268,9 +268,12 @@ def processes_under(folder: Path) -> list[str]:
 
 
 @contextmanager
-def local_cluster(llm_url: str, llm_model: str, **extra: str) -> Iterator[Cluster]:
+def local_cluster(
+    llm_url: str, llm_model: str, tasks: str = "biography", **extra: str
+) -> Iterator[Cluster]:
     """`scripts/cluster start` with two workers and no vLLM of its own (the given server stands for
-    the replicas), `stop` at exit."""
+    the replicas), `stop` at exit. `tasks` is EXTRACTION_TASKS (a spec file by absolute path: the
+    workers run in folders of their own)."""
     # Under /tmp: PostgreSQL runs as `postgres`, who cannot enter root's private pytest folders.
     folder = Path(tempfile.mkdtemp(prefix="extraction-cluster-"))
     (folder / "sources").mkdir()
@@ -287,7 +290,7 @@ def local_cluster(llm_url: str, llm_model: str, **extra: str) -> Iterator[Cluste
         "CLUSTER_REDIS_PORT": str(free_port()),
         "CLUSTER_UI_PORT": str(free_port()),
         "EXTRACTION_SOURCE_ROOT": str(folder / "sources"),
-        "EXTRACTION_TASKS": "biography",
+        "EXTRACTION_TASKS": tasks,
         "EXTRACTION_AUTOMATION_DEFAULT": "stopped",
         "EXTRACTION_GOLD_SAMPLE": "none",
         **extra,

@@ -4,7 +4,8 @@ local, the Dagster webserver and daemon; the session's vLLM server stands for th
 
 One cluster for the module, in order: four corpora backfilled over the two workers; a worker
 SIGKILLed mid-step and its step taken over by the other; one corpus never extracted by two machines
-at once; the UI shows the runs; `stop` leaves nothing running.
+at once; the UI shows the runs; `stop` leaves nothing running. The cluster extracts the two-field
+SHORT_TASK: these tests check where steps ran and what the lake holds, not the answers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 
 from extraction_assets.extractions.capacity import endpoint_pool
 from tests.cluster.harness import Cluster, local_cluster, processes_under, wait_for, write_corpus
+from tests.pipeline.helpers import SHORT_TASK
 from tests.reliability.harness import short_docs
 
 pytestmark = [
@@ -35,13 +37,17 @@ RUN_TIMEOUT_S = 900
 # with KILL_VISIBILITY_TIMEOUT_S.
 VISIBILITY_TIMEOUT_S = 1800
 KILL_VISIBILITY_TIMEOUT_S = 60
-EXTRACTION_STEP = "biography_extractions"
+TASK = "deaths"  # SHORT_TASK's name
+EXTRACTION_STEP = f"{TASK}_extractions"
 
 
 @pytest.fixture(scope="module")
 def cluster(vllm_url: str, vllm_model: str) -> Iterator[Cluster]:
     with local_cluster(
-        vllm_url, vllm_model, EXTRACTION_CELERY_VISIBILITY_TIMEOUT_S=str(VISIBILITY_TIMEOUT_S)
+        vllm_url,
+        vllm_model,
+        tasks=SHORT_TASK,
+        EXTRACTION_CELERY_VISIBILITY_TIMEOUT_S=str(VISIBILITY_TIMEOUT_S),
     ) as c:
         # This process reads the head's instance like the webserver does.
         saved = {k: os.environ.get(k) for k in ("DAGSTER_PG_URL", "DAGSTER_HOME")}
@@ -67,8 +73,8 @@ def _ids(cluster: Cluster, corpus: str) -> list[str]:
     return [
         r[0]
         for r in cluster.query(
-            "SELECT doc_id FROM extractions WHERE corpus = ? AND task = 'biography' ORDER BY doc_id",
-            [corpus],
+            "SELECT doc_id FROM extractions WHERE corpus = ? AND task = ? ORDER BY doc_id",
+            [corpus, TASK],
         )
     ]
 
@@ -113,15 +119,15 @@ def test_four_corpora_backfilled_over_two_workers_into_the_lake(cluster: Cluster
         assert not list(home.rglob("*.duckdb")), machine
         assert not list((home / "dagster_home" / "storage").glob("*")), machine
     # The typed tables' exports are on the shared path.
-    exports = {
-        p.name for p in (Path(cluster.shared["EXTRACTION_EXPORT_DIR"]) / "biography").glob("*")
-    }
+    exports = {p.name for p in (Path(cluster.shared["EXTRACTION_EXPORT_DIR"]) / TASK).glob("*")}
     assert exports == {f"{c}.parquet" for c in corpora}, exports
 
 
 def test_a_worker_killed_mid_step_its_step_resumes_on_the_other(cluster: Cluster) -> None:
     corpus = "c_killed"
-    docs = short_docs(6, "k")
+    # Two-field answers take ~1-4 s each (idle to busy machine): twelve keep the step running
+    # well past the two stored documents that time the kill, and the survivor's share short.
+    docs = short_docs(12, "k")
     write_corpus(cluster.source_root, corpus, docs)
     with cluster.instance() as instance:
         instance.add_dynamic_partitions("corpora", [corpus])
@@ -189,7 +195,7 @@ def test_one_corpus_is_never_extracted_by_two_machines_at_once(cluster: Cluster)
     # Another machine extracting the corpus holds the catalog's advisory lock: the run's extraction
     # step, on a worker, waits for it and makes no call until it is released.
     store = cluster.store()
-    with store.extraction_lock(corpus, "biography"):
+    with store.extraction_lock(corpus, TASK):
         first = cluster.launch_run(corpus)
         wait_for(
             lambda: any("another run is extracting it" in m for m in cluster.messages(first)),

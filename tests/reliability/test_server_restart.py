@@ -2,13 +2,15 @@
 CLI run must end the run either through the backend's retries or with a clear "server unavailable"
 failure that keeps finished calls stored and leaves unfinished documents pending; with a server
 back, the next run finishes exactly those. Kills a server of its own (the shared one must not be
-killed); the next run goes to the session's server (same model), which saves a second server start."""
+killed); the next run goes to the session's server (same model), which saves a second server start.
+Only the stored rows are checked, so the task is the two-field SHORT_TASK (short answers)."""
 
 from __future__ import annotations
 
 import pytest
 
 from extraction_assets import serve
+from tests.pipeline.helpers import SHORT_TASK
 from tests.reliability.harness import cli_project, short_docs, snapshot, wait_for, write_corpus
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -21,8 +23,9 @@ def test_server_killed_mid_run_then_next_run_finishes(tmp_path, vllm_url, vllm_m
     )
     handle = serve.start_server(config)
     try:
-        cli = cli_project(tmp_path, handle.url, handle.model)
-        n = 6
+        cli = cli_project(tmp_path, handle.url, handle.model, tasks=SHORT_TASK)
+        # ~1-4 s per two-field answer, one at a time: the run is still going when its server dies.
+        n = 16
         write_corpus(cli.source_root, "restart", short_docs(n))
         log = tmp_path / "run1.log"
         proc = cli.popen("restart", log=log, items_per_call=1, max_concurrency=1)

@@ -275,10 +275,17 @@ def wait_for(
 
 @contextmanager
 def dagster_project(
-    root: Path, llm_url: str, llm_model: str, automation: str, sensor_interval_s: int = 5
+    root: Path,
+    llm_url: str,
+    llm_model: str,
+    automation: str,
+    sensor_interval_s: int = 5,
+    tasks: str = "biography",
 ) -> Iterator[DagsterProject]:
     """A temporary project under `root` (DAGSTER_HOME, EXTRACTION_HOME, sources); processes started on it
-    with `start_daemon` / `start_webserver` are terminated on exit, whatever happened."""
+    with `start_daemon` / `start_webserver` are terminated on exit, whatever happened. `tasks` is
+    EXTRACTION_TASKS: the default task, or e.g. tests.pipeline.helpers.SHORT_TASK (an absolute spec
+    path, so the daemon's code server and run workers find it) for tests of mechanics only."""
     home = root / "dagster_home"
     home.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -288,7 +295,7 @@ def dagster_project(
         "DAGSTER_HOME": str(home),
         "EXTRACTION_HOME": str(root / "extraction_home"),
         "EXTRACTION_SOURCE_ROOT": str(root / "sources"),
-        "EXTRACTION_TASKS": "biography",
+        "EXTRACTION_TASKS": tasks,
         "LLM_BACKEND": "vllm",
         "LLM_BASE_URL": llm_url,
         "LLM_MODEL": llm_model,

@@ -3,7 +3,8 @@ corpus folder into a partition and a successful run, and a corrected document in
 that corpus that re-extracts that document only, while an untouched corpus is left alone.
 
 Everything is real: the daemon (sensor, queued run coordinator, run workers as subprocesses), the SQLite
-instance, the DuckDB store and the vLLM server. Corpora are tiny because the CPU model is slow.
+instance, the DuckDB store and the vLLM server. Corpora are tiny and the task is the two-field
+SHORT_TASK because the CPU model is slow and only which documents get extracted is checked.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import time
 import dagster as dg
 import pytest
 
+from tests.pipeline.helpers import SHORT_TASK
 from tests.ui.servers import dagster_project, sample_documents, wait_for, write_corpus
 
 pytestmark = [pytest.mark.vllm, pytest.mark.dagster_daemon, pytest.mark.slow]
 
-RUN_TIMEOUT_S = 420  # a 2-document run takes ~30-90 s on the shared CPU server; queueing adds more
+RUN_TIMEOUT_S = 420  # generous: a run worker loads the code, and runs queue on the shared server
 SENSOR_INTERVAL_S = 5
 SENSOR = "corpus_source_sensor"
 
@@ -26,7 +28,9 @@ def test_sensor_runs_new_corpora_then_only_the_changed_document(tmp_path, vllm_u
     started = time.monotonic()
     docs = sample_documents(3)
     changing, untouched = "letters", "notes"
-    with dagster_project(tmp_path, vllm_url, vllm_model, "running", SENSOR_INTERVAL_S) as p:
+    with dagster_project(
+        tmp_path, vllm_url, vllm_model, "running", SENSOR_INTERVAL_S, tasks=SHORT_TASK
+    ) as p:
         write_corpus(p.source_root, changing, docs[:2])
         write_corpus(p.source_root, untouched, docs[2:3])
         p.start_daemon()
@@ -45,7 +49,7 @@ def test_sensor_runs_new_corpora_then_only_the_changed_document(tmp_path, vllm_u
             p.wait_for_run(run.run_id, RUN_TIMEOUT_S)
         first_run = next(r for r in runs if r.tags["dagster/partition"] == changing)
         rows = p.query(
-            "SELECT doc_id, run_id FROM extractions WHERE corpus = ? AND task = 'biography' ORDER BY doc_id",
+            "SELECT doc_id, run_id FROM extractions WHERE corpus = ? AND task = 'deaths' ORDER BY doc_id",
             [changing],
         )
         assert [r[0] for r in rows] == sorted(d["id"] for d in docs[:2]), f"{rows}\n{p.tail()}"
@@ -100,7 +104,9 @@ def test_sensor_runs_a_corpus_reverted_to_earlier_content(tmp_path, vllm_url, vl
     doc = sample_documents(1)[0]
     corrected = {**doc, "text": doc["text"] + " (corrected)"}
     corpus = "reverted"
-    with dagster_project(tmp_path, vllm_url, vllm_model, "running", SENSOR_INTERVAL_S) as p:
+    with dagster_project(
+        tmp_path, vllm_url, vllm_model, "running", SENSOR_INTERVAL_S, tasks=SHORT_TASK
+    ) as p:
         write_corpus(p.source_root, corpus, [doc])
         p.start_daemon()
         for expected, text in ((1, "original"), (2, "corrected"), (3, "reverted")):
