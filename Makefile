@@ -15,8 +15,8 @@ setup:
 FAST := not vllm and not dagster_daemon and not browser
 # The fast tier in parallel (pytest-xdist; tests that share a server are grouped in
 # tests/conftest.py): one worker more than cores, since tests spend part of their time waiting on
-# fakes' delays and subprocess starts (2 cores: 224 s with 3 workers, 249 s with 2). The server tier
-# stays serial: one vLLM server per session.
+# fakes' delays and subprocess starts (2 cores, at 791d566: 175 s with 3 workers, 185 s with 4;
+# 249 s with 2 at 592fe40). The server tier stays serial: one vLLM server per session.
 PARALLEL ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist loadgroup
 
 # Two runs: the fast tier in parallel first (fails in minutes), then the server, daemon and
