@@ -96,7 +96,7 @@ def insert_incoming(con: duckdb.DuckDBPyConnection, docs: list[Document]) -> Non
     """Append one chunk to the temp table: each column one JSON array, unnested by DuckDB.
 
     (A Python list parameter costs DuckDB 1.4 a failed ``import pandas`` per value where pandas
-    is not installed: 20x slower. Registering numpy object columns doubled peak RSS at 1M docs.)
+    is not installed: 20-60x slower. Registering numpy object columns doubled peak RSS at 1M docs.)
     """
     if not docs:
         return

@@ -96,7 +96,7 @@ def real_instance(path: Path):  # type: ignore[no-untyped-def]
 def memory_instance(path: Path) -> dg.DagsterInstance:
     """A Dagster instance for in-process runs: Dagster's own SQL run and event storage on an
     in-memory SQLite database, artifacts under ``path``. The same storage code as on disk without
-    a database file per run: ~0.4 s less CPU per run, a third of these tests' CPU."""
+    a database file per run: ~0.4 s less CPU per run (these tests' CPU 142.6 -> 102.1 s)."""
     path.mkdir(parents=True, exist_ok=True)
     return dg.DagsterInstance.ephemeral(tempdir=str(path))
 

@@ -175,7 +175,7 @@ def test_streamed_documents_cost_no_import_per_value(
 ) -> None:
     """DuckDB 1.4 converts a Python list parameter value by value and, where pandas is not
     installed, tries ``import pandas`` for each: a full search of sys.path per value that made the
-    Python reader's sync 20x slower. Counted, not timed: lookups must not grow with documents."""
+    Python reader's sync 20-60x slower. Counted, not timed: lookups must not grow with documents."""
     lookups: list[str] = []
 
     class Spy(importlib.abc.MetaPathFinder):
