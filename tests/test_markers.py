@@ -3,6 +3,7 @@ whatever its author wrote, so `make test-fast` (-m "not vllm and ...") never nee
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -60,3 +61,78 @@ def test_tests_using_the_server_fixtures_are_marked_vllm(tmp_path: Path) -> None
     selected = sorted(line.split("::")[1] for line in done.stdout.splitlines() if "::" in line)
     assert selected == ["test_model", "test_through_another_fixture", "test_url"]
     assert "3/4 tests collected (1 deselected)" in done.stdout
+
+
+# Two workers, the `postgres` tests and the server tests each recording which worker ran them.
+# The stand-in below replaces the vLLM server's start and stop (a real one takes a minute to start;
+# the server tier runs on the real one): it records each call, so that one start in all and one
+# stop, by the controller, can be counted.
+SHARED = """
+import os
+import pytest
+
+def record(what):
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(f"{what} {os.environ.get('PYTEST_XDIST_WORKER', 'controller')}\\n")
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("n", range(4))
+def test_on_the_catalog(n):
+    record("postgres")
+
+@pytest.mark.parametrize("n", range(4))
+def test_on_the_server(n, vllm_url):
+    record(f"server {vllm_url}")
+"""
+
+STAND_IN = """
+import os
+from extraction_assets import serve
+
+def _start(config):
+    config.state_dir.mkdir(parents=True)
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(f"start {os.environ.get('PYTEST_XDIST_WORKER', 'controller')}\\n")
+    return serve.ServerHandle("http://stand-in/v1", 0, config.state_dir / "log", "m", config.state_dir)
+
+def _stop(state_dir):
+    with open(os.environ["RECORD"], "a") as f:
+        f.write(f"stop {os.environ.get('PYTEST_XDIST_WORKER', 'controller')}\\n")
+    return True
+
+serve.start_server = _start
+serve.stop_server = _stop
+"""
+
+
+# What this run itself may have set (under xdist, or with a running server) must not reach the inner.
+OUTER_RUN = ("EXTRACTION_TEST_LLM_URL", "PYTEST_XDIST")
+
+
+def test_workers_share_one_server_and_one_postgres_group(tmp_path: Path) -> None:
+    shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "test_shared.py").write_text(SHARED)
+    (tmp_path / "stand_in_server.py").write_text(STAND_IN)
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\naddopts = --strict-markers\nmarkers =\n    vllm: server\n    postgres: pg\n"
+    )
+    record = tmp_path / "record.txt"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "stand_in_server",
+         "-n", "2", "--dist", "loadgroup", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(OUTER_RUN)},
+             "RECORD": str(record), "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line.split() for line in record.read_text().splitlines()]
+    # The four tests of the one PostgreSQL server ran on one worker (--dist loadgroup).
+    assert len({line[-1] for line in lines if line[0] == "postgres"}) == 1
+    # One server for both workers, started once, stopped once by the controller.
+    assert [line for line in lines if line[0] in {"start", "stop"}].count(
+        ["stop", "controller"]
+    ) == 1
+    assert sum(line[0] == "start" for line in lines) == 1
+    servers = [line for line in lines if line[0] == "server"]
+    assert len(servers) == 4 and {url for _, url, _ in servers} == {"http://stand-in/v1"}
+    assert len({worker for _, _, worker in servers}) == 2, "the workers did not both use it"
