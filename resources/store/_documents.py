@@ -8,7 +8,6 @@ column; a delete + append writes only the new rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,7 @@ from typing import Any
 import duckdb
 
 from extraction_assets.types import CorpusScan, Document
-from resources.store._connection import committed, utcnow
+from resources.store._connection import committed, insert_rows, utcnow
 
 _SYNC_CHUNK = 10_000
 _SAMPLE_IDS = 100
@@ -93,24 +92,9 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 
 def insert_incoming(con: duckdb.DuckDBPyConnection, docs: list[Document]) -> None:
-    """Append one chunk to the temp table: each column one JSON array, unnested by DuckDB.
-
-    (A Python list parameter costs DuckDB 1.4 a failed ``import pandas`` per value where pandas
-    is not installed: 20-60x slower. Registering numpy object columns doubled peak RSS at 1M docs.)
-    """
-    if not docs:
-        return
-    columns = (
-        [d.doc_id for d in docs],
-        [d.text for d in docs],
-        [d.content_hash for d in docs],
-        [d.source for d in docs],
-    )
-    con.execute(
-        "INSERT INTO incoming SELECT "
-        + ", ".join(f"unnest(from_json(${i}, '[\"VARCHAR\"]'))" for i in range(1, 5)),
-        [json.dumps(column, ensure_ascii=False) for column in columns],
-    )
+    """Append one chunk to the temp table (``insert_rows``: registering numpy object columns
+    instead doubled peak RSS at 1M docs)."""
+    insert_rows(con, "incoming", [(d.doc_id, d.text, d.content_hash, d.source) for d in docs])
 
 
 def apply_sync(

@@ -19,7 +19,7 @@ import duckdb
 
 from extraction_assets.errors import StoreWriteError
 from extraction_assets.types import CallOutcome, ItemResult
-from resources.store._connection import utcnow
+from resources.store._connection import insert_rows, json_list, utcnow
 from resources.store._journal import (
     JournaledCommit,
     OutcomeJournal,
@@ -126,8 +126,8 @@ def record_calls(
     known = {
         row[0]
         for row in con.execute(
-            "SELECT call_id FROM calls WHERE list_contains($ids, call_id)",
-            {"ids": [o.call.call_id for o in outcomes]},
+            "SELECT call_id FROM calls WHERE list_contains(from_json($ids, '[\"VARCHAR\"]'), call_id)",
+            {"ids": json_list(o.call.call_id for o in outcomes)},
         ).fetchall()
     }
     fresh: dict[str, CallOutcome] = {}
@@ -136,8 +136,9 @@ def record_calls(
             fresh.setdefault(o.call.call_id, o)
     if not fresh:
         return
-    con.executemany(
-        "INSERT INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    insert_rows(
+        con,
+        "calls",
         [
             [
                 c.call_id, ctx.run_id, ctx.corpus, ctx.task, ctx.task_version, ctx.backend,
@@ -188,8 +189,11 @@ def _store_results(
         return
     now = utcnow()
     run_id, corpus, task, task_version = ctx.run_id, ctx.corpus, ctx.task, ctx.task_version
-    key = {"corpus": corpus, "task": task, "ids": [r.doc_id for r in results]}
-    where = "WHERE corpus = $corpus AND task = $task AND list_contains($ids, doc_id)"
+    key = {"corpus": corpus, "task": task, "ids": json_list(r.doc_id for r in results)}
+    where = (
+        "WHERE corpus = $corpus AND task = $task "
+        "AND list_contains(from_json($ids, '[\"VARCHAR\"]'), doc_id)"
+    )
     previous = {
         row[0]: row[1:]
         for row in con.execute(
@@ -207,7 +211,7 @@ def _store_results(
         con.execute(
             f"INSERT INTO extraction_history BY NAME SELECT *, $now AS replaced_at, "
             f"$run_id AS replaced_by_run_id FROM extractions {where}",
-            {**key, "ids": replaced, "now": now, "run_id": run_id},
+            {**key, "ids": json_list(replaced), "now": now, "run_id": run_id},
         )
     if previous:
         con.execute(f"DELETE FROM extractions {where}", key)
@@ -233,8 +237,5 @@ def _store_results(
                 r.latency_s, now, run_id, failed_runs, r.context_limit,
             ]
         )  # fmt: skip
-    names = ", ".join(EXTRACTION_NAMES)
-    marks = ", ".join("?" * len(EXTRACTION_NAMES))
-    con.executemany(f"INSERT INTO extractions ({names}) VALUES ({marks})", rows)
-    if changes:
-        con.executemany("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", changes)
+    insert_rows(con, "extractions", rows, EXTRACTION_NAMES)
+    insert_rows(con, "changes", changes)

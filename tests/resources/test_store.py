@@ -10,9 +10,11 @@ a failed sync leaves nothing behind.
 from __future__ import annotations
 
 import enum
+import importlib.abc
 import itertools
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -521,3 +523,43 @@ def test_a_store_made_before_failed_runs_keeps_its_decisions(tmp_path: Path) -> 
     record(store, outcome([failed(Document("c", "once", "x", "h"))]), corpus="c")
     assert query(store, "SELECT failed_runs FROM extractions WHERE doc_id = 'once'") == [(2,)]
     assert query(store, "SELECT count(*) FROM extraction_history") == [(1,)]
+
+
+def test_recorded_outcomes_cost_no_import_per_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB 1.4 converts Python parameters value by value and, where pandas is not installed,
+    tries ``import pandas`` for each (a search of sys.path): ``executemany`` of call and
+    extraction rows paid it for every column of every item. Counted, not timed: the lookups of a
+    batch must not grow with its items, first answers and replaced ones (history, changes)."""
+    lookups: list[str] = []
+
+    class Spy(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            lookups.append(name)
+
+    store = DuckDBStore(path=str(tmp_path / "s.duckdb"))
+    ctx = CallContext("r1", CORPUS, TASK, "v1", "vllm", "m")
+    warm = docs(w="x")
+    store.record_outcomes([outcome([ok(warm[0])])], ctx)  # lazy imports settle
+    store.record_outcomes([outcome([ok(warm[0], name="again")])], ctx)
+    monkeypatch.setattr(sys, "meta_path", [Spy(), *sys.meta_path])
+    counts: dict[tuple[int, str], int] = {}
+    for n in (4, 400):
+        batch = [Document.make(CORPUS, f"n{n}-{i}", "t") for i in range(n)]
+        for answer in ("first", "replaced"):
+            lookups.clear()
+            store.record_outcomes(
+                [
+                    outcome([ok(d, name=answer), ok(e, name=answer)])
+                    for d, e in zip(batch[::2], batch[1::2], strict=True)
+                ],
+                ctx,
+            )
+            counts[n, answer] = len(lookups)
+    with store.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM extractions").fetchone() == (405,)
+        assert con.execute("SELECT count(*) FROM extraction_history").fetchone() == (405,)
+        assert con.execute("SELECT count(*) FROM calls").fetchone() == (2 + 4 + 400,)
+    for answer in ("first", "replaced"):
+        assert counts[400, answer] <= counts[4, answer] + 5, counts
