@@ -109,6 +109,21 @@ serve.stop_server = _stop
 OUTER_RUN = ("EXTRACTION_TEST_LLM_URL", "PYTEST_XDIST")
 
 
+def _inner_run(tmp_path: Path, *args: str) -> list[list[str]]:
+    """Run the stand-in suite on two workers; return what each test and the server recorded."""
+    record = tmp_path / "record.txt"
+    record.unlink(missing_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "stand_in_server",
+         "-n", "2", *args, str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith(OUTER_RUN)},
+             "RECORD": str(record), "PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line.split() for line in record.read_text().splitlines()]
+
+
 def test_workers_share_one_server_and_one_postgres_group(tmp_path: Path) -> None:
     shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_shared.py").write_text(SHARED)
@@ -116,23 +131,20 @@ def test_workers_share_one_server_and_one_postgres_group(tmp_path: Path) -> None
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\naddopts = --strict-markers\nmarkers =\n    vllm: server\n    postgres: pg\n"
     )
-    record = tmp_path / "record.txt"
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "stand_in_server",
-         "-n", "2", "--dist", "loadgroup", str(tmp_path)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith(OUTER_RUN)},
-             "RECORD": str(record), "PYTHONPATH": str(tmp_path)},
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = [line.split() for line in record.read_text().splitlines()]
-    # The four tests of the one PostgreSQL server ran on one worker (--dist loadgroup).
+
+    # The four tests of the one PostgreSQL server run on one worker (--dist loadgroup).
+    lines = _inner_run(tmp_path, "--dist", "loadgroup")
+    assert sum(line[0] == "postgres" for line in lines) == 4
     assert len({line[-1] for line in lines if line[0] == "postgres"}) == 1
-    # One server for both workers, started once, stopped once by the controller.
+
+    # One server for both workers, started once, stopped once by the controller. `--dist each`
+    # runs every server test on both workers, so both surely ask for it (under `load`, one worker
+    # may take all four).
+    lines = _inner_run(tmp_path, "--dist", "each", "-k", "on_the_server")
     assert [line for line in lines if line[0] in {"start", "stop"}].count(
         ["stop", "controller"]
     ) == 1
     assert sum(line[0] == "start" for line in lines) == 1
     servers = [line for line in lines if line[0] == "server"]
-    assert len(servers) == 4 and {url for _, url, _ in servers} == {"http://stand-in/v1"}
-    assert len({worker for _, _, worker in servers}) == 2, "the workers did not both use it"
+    assert len(servers) == 8 and {url for _, url, _ in servers} == {"http://stand-in/v1"}
+    assert {worker for _, _, worker in servers} == {"gw0", "gw1"}
