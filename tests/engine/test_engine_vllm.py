@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from engine_harness import Collector
@@ -15,7 +16,7 @@ from engine_harness import Collector
 from extraction_assets.engine import TOO_LONG, EngineSettings, Pack, PackPlanner, extract
 from extraction_assets.engine.packing import counted_planner
 from extraction_assets.engine.parsing import _members_prefix
-from extraction_assets.tasks import get_task
+from extraction_assets.tasks import load_task
 from extraction_assets.types import Document
 from resources.llm import LLMResource
 
@@ -33,7 +34,7 @@ SHORT = [
 def run(
     url: str,
     model: str,
-    task_name: str,
+    task_name: str | Path,
     docs: list[Document],
     settings: EngineSettings,
     completions: list | None = None,
@@ -53,7 +54,7 @@ def run(
 
     async def go():
         try:
-            return await extract(get_task(task_name), docs, client, settings, collector, log)
+            return await extract(load_task(task_name), docs, client, settings, collector, log)
         finally:
             await client.aclose()
 
@@ -123,13 +124,36 @@ def test_twenty_tiny_documents_in_one_pack(vllm_url: str, vllm_model: str) -> No
     log.info("20 tiny docs: %s", summary.as_metadata())
 
 
+COUNT_SPEC = """
+name: counts
+description: Counts.
+instructions: Give the number of birds counted.
+output_tokens_per_item: 24
+fields:
+  birds: {type: integer, min: 0, max: 100}
+"""
+
+
+def test_the_grammar_holds_a_fields_bounds(tmp_path: Path, vllm_url: str, vllm_model: str) -> None:
+    # The bounds go to the server in the schema, and its grammar keeps the digits inside them.
+    # Sent without them (seen at 8af2e3b), this model's answer ran into zeros until the budget cut
+    # it, and the item failed; so do some death years of SHORT_TASK's documents without `max`.
+    spec = tmp_path / "counts.yaml"
+    spec.write_text(COUNT_SPEC)
+    docs = [Document.make("t", "n1", "The count was 48213 birds.")]
+    summary, got = run(vllm_url, vllm_model, spec, docs, EngineSettings(items_per_call=1))
+    result = got.results["n1"]
+    assert result.error is None and summary.items_ok == 1, result
+    assert 0 <= result.fields["birds"] <= 100
+
+
 def test_sizes_come_from_the_servers_tokenizer(vllm_url: str, vllm_model: str) -> None:
     # "word " x 3,000 is ~3,000 tokens by the model's tokenizer, 7,500 by bytes / 2: twice that
     # fits an 8,192-token context by the tokenizer, not by the estimate. No generation runs.
     client = LLMResource(base_url=vllm_url, model=vllm_model, timeout_s=60).get_client()
     texts = ["Good morning.", "صباح الخير.", "word " * 3000]
     doc = Document.make("t", "long", texts[2] * 2)
-    task = get_task("biography")
+    task = load_task("biography")
     settings = EngineSettings(items_per_call=1, max_model_len=8192)
 
     async def go():
